@@ -1,0 +1,3 @@
+//! Criterion benches of the authentication hot paths (work in progress).
+
+fn main() {}

@@ -1,0 +1,32 @@
+//! Token revocation: the [`RevocationStore`] trait and its stores.
+
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+
+use crate::error::AuthError;
+use crate::principal::Principal;
+
+/// Revoked tokens and subjects, checked on every request (also on a validated-token cache hit).
+///
+/// Entries are bounded in time: a revoked `jti` is kept only until the token would have
+/// expired anyway, so the store never grows without bound.
+#[async_trait]
+pub trait RevocationStore: Send + Sync {
+    /// Revokes the token with identifier `jti` until `expires_at` (the token's own `exp`).
+    async fn revoke_token(&self, jti: &str, expires_at: SystemTime) -> Result<(), AuthError>;
+
+    /// Revokes every token of `subject` issued before `issued_before` (for example after a
+    /// password change or a compromised account). `ttl_until` bounds how long the entry is
+    /// kept: set it to now + the longest token lifetime you accept.
+    async fn revoke_subject(
+        &self,
+        subject: &str,
+        issued_before: SystemTime,
+        ttl_until: SystemTime,
+    ) -> Result<(), AuthError>;
+
+    /// Whether `principal`'s credential is revoked: its `jti` is revoked, or its subject was
+    /// revoked after (or without knowing when) the credential was issued.
+    async fn is_revoked(&self, principal: &Principal) -> Result<bool, AuthError>;
+}

@@ -1,0 +1,1 @@
+//! Test helpers for the mcp-auth workspace (work in progress).

@@ -1,0 +1,1 @@
+//! Role-based access control for MCP servers (work in progress).

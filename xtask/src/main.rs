@@ -1,0 +1,3 @@
+//! Workspace automation (work in progress).
+
+fn main() {}
