@@ -1,0 +1,3 @@
+//! # mcp-audit: what happened, durably
+//!
+//! Audit events for MCP servers. Work in progress.
