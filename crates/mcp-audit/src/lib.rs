@@ -1,3 +1,91 @@
 //! # mcp-audit: what happened, durably
 //!
-//! Audit events for MCP servers. Work in progress.
+//! An audit trail for MCP servers and gateways. Recording never waits for I/O on the
+//! request path, and no accepted event is lost on shutdown or when a database is down.
+//!
+//! * [`AuditEvent`]: a documented, versioned JSON schema (who, what, decision, outcome,
+//!   correlation ids, client).
+//! * [`AuditLogger`]: a bounded queue, a background writer that batches by size and time,
+//!   an explicit [`OverflowPolicy`], [`flush`](AuditLogger::flush), a draining
+//!   [`shutdown`](AuditLogger::shutdown) and [`AuditStats`] for metrics.
+//! * [`Redactor`]: secrets and tool arguments redacted by key pattern, free text truncated.
+//! * Sinks behind [`AuditSink`]: [`TracingSink`] (target `audit`), [`JsonlSink`] (rotation
+//!   by size and day, configurable fsync), the SQL [`AuditStore`] (SQLite, PostgreSQL) and
+//!   [`FanOut`]. A failing sink's batches go to a local spool and are replayed in order.
+//! * [`chain`]: every event is hash-chained; [`chain::verify`] finds the first modified,
+//!   deleted or inserted event.
+//! * [`AuditStore`] (features `sqlite`, `postgres`): migrations, filtered queries with
+//!   keyset pagination and tenant scoping, JSON-lines and CSV export, retention purge.
+//!
+//! ```
+//! use mcp_audit::{AuditEvent, AuditLogger, Category, Decision, JsonlSink, JsonlSinkConfig};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = std::env::temp_dir().join(format!("mcp-audit-doc-{}", uuid::Uuid::now_v7()));
+//! let logger = AuditLogger::builder(dir.join("spool"))
+//!     .sink(JsonlSink::new(JsonlSinkConfig::new(dir.join("log")))?)
+//!     .build()?;
+//!
+//! // On the request path: enqueue and move on.
+//! logger.try_record(
+//!     AuditEvent::new(Category::ToolCall)
+//!         .subject("alice")
+//!         .tenant("acme")
+//!         .method("tools/call")
+//!         .tool("search")
+//!         .decision(Decision::Allow, "role user"),
+//! )?;
+//!
+//! // At the end of the process: everything accepted is written.
+//! let report = logger.shutdown().await?;
+//! assert_eq!(report.spool_pending, 0);
+//! assert_eq!(logger.stats().events_written, 1);
+//! # std::fs::remove_dir_all(dir)?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Feature flags
+//!
+//! | feature | default | what |
+//! | --- | --- | --- |
+//! | `sqlite` | no | [`AuditStore`] on SQLite (sqlx, bundled SQLite) |
+//! | `postgres` | no | [`AuditStore`] on PostgreSQL (sqlx, rustls) |
+//! | `full` | no | all of the above |
+//!
+//! The logger, the redactor, the hash chain and the tracing, JSONL and fan-out sinks need no
+//! feature.
+//!
+//! ## MSRV
+//!
+//! Rust 1.94.
+
+pub mod chain;
+mod error;
+mod event;
+mod logger;
+mod redact;
+pub mod sink;
+mod spool;
+#[cfg(feature = "sql")]
+mod store;
+mod time;
+
+pub use chain::{ChainHead, Tamper, TamperKind, VerifyOptions, VerifyReport, verify};
+#[cfg(feature = "sql")]
+pub use error::StoreError;
+pub use error::{BoxError, BuildError, FlushError, RecordError, SinkError};
+pub use event::{
+    Action, Actor, AuditEvent, Category, ChainLink, Decision, Outcome, OutcomeStatus,
+    SCHEMA_VERSION, Severity, TargetKind, UnknownVariant,
+};
+pub use logger::{AuditLogger, AuditLoggerBuilder, AuditStats, FlushReport, OverflowPolicy};
+pub use redact::{ArgumentsPolicy, DEFAULT_KEY_PATTERNS, REDACTED, Redactor};
+pub use sink::{AuditSink, FanOut, FsyncPolicy, JsonlSink, JsonlSinkConfig, TracingSink};
+#[cfg(feature = "sql")]
+pub use store::{
+    AuditFilter, AuditStore, DEFAULT_RETENTION, ExportFormat, MIGRATIONS_TABLE, Order, Page,
+    PageRequest, Retention, Scope,
+};
+pub use time::{ParseTimestampError, Timestamp};

@@ -1,0 +1,39 @@
+-- mcp-audit schema 1: one row per audit event (PostgreSQL).
+CREATE TABLE IF NOT EXISTS audit_events (
+    id             UUID    NOT NULL PRIMARY KEY,
+    ts_us          BIGINT  NOT NULL,
+    schema_version BIGINT  NOT NULL,
+    category       TEXT    NOT NULL,
+    severity       TEXT    NOT NULL,
+    subject        TEXT,
+    tenant         TEXT,
+    auth_method    TEXT,
+    api_key_id     TEXT,
+    method         TEXT,
+    target_kind    TEXT,
+    target         TEXT,
+    arguments      TEXT,
+    decision       TEXT,
+    reason         TEXT,
+    outcome_status TEXT,
+    outcome_code   BIGINT,
+    latency_us     BIGINT,
+    request_id     TEXT,
+    trace_id       TEXT,
+    session_id     TEXT,
+    client_ip      TEXT,
+    user_agent     TEXT,
+    chain_stream   TEXT,
+    chain_seq      BIGINT,
+    prev_hash      TEXT,
+    hash           TEXT
+);
+
+-- Time-ordered listing and keyset pagination, retention purge.
+CREATE INDEX IF NOT EXISTS audit_events_ts ON audit_events (ts_us, id);
+-- Tenant-scoped listing (the tenant admin view).
+CREATE INDEX IF NOT EXISTS audit_events_tenant_ts ON audit_events (tenant, ts_us, id);
+-- "What did this subject do?"
+CREATE INDEX IF NOT EXISTS audit_events_subject_ts ON audit_events (subject, ts_us);
+-- Chain verification and the chain head.
+CREATE INDEX IF NOT EXISTS audit_events_chain ON audit_events (chain_stream, chain_seq);

@@ -1,0 +1,533 @@
+//! The SQL audit store (SQLite and PostgreSQL): sink, migrations, query, export, retention.
+
+mod columns;
+mod export;
+mod query;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+use crate::chain::{ChainHead, Verifier, VerifyOptions, VerifyReport};
+use crate::error::{SinkError, StoreError};
+use crate::event::AuditEvent;
+use crate::sink::AuditSink;
+use crate::time::Timestamp;
+use columns::{COLUMNS, Row, decode_row};
+use query::{Arg, Dialect, Sql};
+
+pub use export::ExportFormat;
+pub use query::{AuditFilter, Order, Page, PageRequest, Scope};
+
+/// The table that records which of this crate's migrations ran (kept apart from the
+/// application's own `_sqlx_migrations`).
+pub const MIGRATIONS_TABLE: &str = "_mcp_audit_migrations";
+
+/// The default retention: 90 days.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(90 * 24 * 60 * 60);
+
+/// Rows per multi-row `INSERT` on SQLite (27 columns each, under SQLite's 32 766 variables).
+#[cfg(feature = "sqlite")]
+const SQLITE_ROWS_PER_INSERT: usize = 500;
+
+/// Rows per `INSERT ... SELECT FROM UNNEST(...)` on PostgreSQL.
+#[cfg(feature = "postgres")]
+const PG_ROWS_PER_INSERT: usize = 5_000;
+
+#[derive(Debug, Clone)]
+enum Backend {
+    #[cfg(feature = "sqlite")]
+    Sqlite(sqlx::SqlitePool),
+    #[cfg(feature = "postgres")]
+    Postgres(sqlx::PgPool),
+}
+
+/// Audit events in a SQL database: a sink for the logger and the query side.
+///
+/// Events live in one table, `audit_events`, with one column per event field (so that they
+/// can be read with plain SQL), created by migrations shipped in the crate
+/// ([`migrate`](Self::migrate)). Writes are batched multi-row inserts with
+/// `ON CONFLICT (id) DO NOTHING`, so replaying a spool after a crash never duplicates an
+/// event. On PostgreSQL the table lives in the connection's `search_path` schema.
+#[derive(Debug, Clone)]
+pub struct AuditStore {
+    backend: Backend,
+    name: String,
+}
+
+/// The settings of a retention purge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Retention {
+    /// Events older than this are deleted (default 90 days).
+    pub max_age: Duration,
+    /// Rows deleted per statement (default 5 000), so that no single statement holds locks
+    /// for long.
+    pub batch_size: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            max_age: DEFAULT_RETENTION,
+            batch_size: 5_000,
+        }
+    }
+}
+
+impl Retention {
+    /// Keeps events for `max_age`.
+    pub fn max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = max_age;
+        self
+    }
+
+    /// Deletes `batch_size` rows per statement.
+    pub fn batch_size(mut self, batch_size: u32) -> Self {
+        self.batch_size = batch_size.max(1);
+        self
+    }
+}
+
+fn migration(sql: &'static str) -> Migration {
+    Migration::new(
+        1,
+        "create audit_events".into(),
+        MigrationType::Simple,
+        sql.into_sql_str(),
+        false,
+    )
+}
+
+fn migrator(sql: &'static str) -> Migrator {
+    let mut m = Migrator::with_migrations(vec![migration(sql)]);
+    m.dangerous_set_table_name(MIGRATIONS_TABLE);
+    m
+}
+
+/// Binds `args` to a query of either backend.
+macro_rules! bind_args {
+    ($q:expr, $args:expr) => {{
+        let mut q = $q;
+        for a in $args {
+            q = match a {
+                Arg::Text(s) | Arg::Id(s) => q.bind(s),
+                Arg::Int(i) => q.bind(i),
+            };
+        }
+        q
+    }};
+}
+
+impl AuditStore {
+    /// A store on a SQLite pool. Use WAL mode and a file database for anything but tests.
+    #[cfg(feature = "sqlite")]
+    pub fn sqlite(pool: sqlx::SqlitePool) -> Self {
+        Self {
+            backend: Backend::Sqlite(pool),
+            name: "sqlite".to_owned(),
+        }
+    }
+
+    /// Opens (creating if needed) a SQLite database file in WAL mode with
+    /// `synchronous = NORMAL`.
+    #[cfg(feature = "sqlite")]
+    pub async fn connect_sqlite(path: impl AsRef<std::path::Path>) -> Result<Self, StoreError> {
+        use sqlx::sqlite::{
+            SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+        };
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        Ok(Self::sqlite(pool))
+    }
+
+    /// A store on a PostgreSQL pool.
+    #[cfg(feature = "postgres")]
+    pub fn postgres(pool: sqlx::PgPool) -> Self {
+        Self {
+            backend: Backend::Postgres(pool),
+            name: "postgres".to_owned(),
+        }
+    }
+
+    /// Renames the store as a sink (the name picks its spool file in the logger).
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Applies the migrations shipped with this crate (idempotent; tracked in
+    /// [`MIGRATIONS_TABLE`]).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite(pool) => {
+                migrator(include_str!(
+                    "../../migrations/sqlite/0001_create_audit_events.sql"
+                ))
+                .run(pool)
+                .await?
+            }
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(pool) => {
+                migrator(include_str!(
+                    "../../migrations/postgres/0001_create_audit_events.sql"
+                ))
+                .run(pool)
+                .await?
+            }
+        }
+        Ok(())
+    }
+
+    /// Inserts events, ignoring those whose id is already stored. Returns how many rows were
+    /// new.
+    pub async fn insert(&self, events: &[AuditEvent]) -> Result<u64, sqlx::Error> {
+        let mut inserted = 0;
+        match &self.backend {
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                for chunk in events.chunks(SQLITE_ROWS_PER_INSERT) {
+                    let sql = sqlite_insert_sql(chunk.len());
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for e in chunk {
+                        let r = Row::from_event(e);
+                        q = q
+                            .bind(r.id)
+                            .bind(r.ts_us)
+                            .bind(r.schema_version)
+                            .bind(r.category)
+                            .bind(r.severity)
+                            .bind(r.subject)
+                            .bind(r.tenant)
+                            .bind(r.auth_method)
+                            .bind(r.api_key_id)
+                            .bind(r.method)
+                            .bind(r.target_kind)
+                            .bind(r.target)
+                            .bind(r.arguments)
+                            .bind(r.decision)
+                            .bind(r.reason)
+                            .bind(r.outcome_status)
+                            .bind(r.outcome_code)
+                            .bind(r.latency_us)
+                            .bind(r.request_id)
+                            .bind(r.trace_id)
+                            .bind(r.session_id)
+                            .bind(r.client_ip)
+                            .bind(r.user_agent)
+                            .bind(r.chain_stream)
+                            .bind(r.chain_seq)
+                            .bind(r.prev_hash)
+                            .bind(r.hash);
+                    }
+                    inserted += q.execute(&mut *tx).await?.rows_affected();
+                }
+                tx.commit().await?;
+            }
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(pool) => {
+                for chunk in events.chunks(PG_ROWS_PER_INSERT) {
+                    inserted += pg_insert(pool, chunk).await?;
+                }
+            }
+        }
+        Ok(inserted)
+    }
+
+    async fn fetch_rows(&self, sql: Sql) -> Result<Vec<Row>, StoreError> {
+        let rows = match &self.backend {
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite(pool) => {
+                let q = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args);
+                q.fetch_all(pool)
+                    .await?
+                    .iter()
+                    .map(|r| decode_row!(r))
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(pool) => {
+                let q = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args);
+                q.fetch_all(pool)
+                    .await?
+                    .iter()
+                    .map(|r| decode_row!(r))
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+        };
+        Ok(rows)
+    }
+
+    async fn execute(&self, sql: Sql) -> Result<u64, StoreError> {
+        let affected = match &self.backend {
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite(pool) => {
+                bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args)
+                    .execute(pool)
+                    .await?
+                    .rows_affected()
+            }
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(pool) => {
+                bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args)
+                    .execute(pool)
+                    .await?
+                    .rows_affected()
+            }
+        };
+        Ok(affected)
+    }
+
+    fn dialect(&self) -> Dialect {
+        match &self.backend {
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite(_) => Dialect::Sqlite,
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// One page of events matching `filter` within `scope`, with keyset pagination on
+    /// `(time, id)`: pass [`Page::next`] back in [`PageRequest::after`].
+    ///
+    /// Unlike `OFFSET`, a keyset page costs the same at any depth and does not skip or repeat
+    /// events when new ones arrive between pages.
+    pub async fn query(
+        &self,
+        scope: &Scope,
+        filter: &AuditFilter,
+        page: &PageRequest,
+    ) -> Result<Page, StoreError> {
+        let sql = query::page_query(self.dialect(), scope, filter, page)?;
+        let mut rows = self.fetch_rows(sql).await?;
+        let limit = page.limit.clamp(1, query::MAX_LIMIT) as usize;
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let events = rows
+            .into_iter()
+            .map(Row::into_event)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = match events.last() {
+            Some(last) if more => Some(query::encode_cursor(last.time.unix_micros(), &last.id)),
+            _ => None,
+        };
+        Ok(Page { events, next })
+    }
+
+    /// Counts the events matching `filter` within `scope`.
+    pub async fn count(&self, scope: &Scope, filter: &AuditFilter) -> Result<u64, StoreError> {
+        let mut sql = Sql::new(
+            self.dialect(),
+            "SELECT COUNT(*) FROM audit_events WHERE 1=1",
+        );
+        query::push_filters(&mut sql, scope, filter);
+        let (text, args) = (sql.text, sql.args);
+        let n: i64 = match &self.backend {
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite(pool) => {
+                bind_args!(sqlx::query_scalar(sqlx::AssertSqlSafe(text)), args)
+                    .fetch_one(pool)
+                    .await?
+            }
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(pool) => {
+                bind_args!(sqlx::query_scalar(sqlx::AssertSqlSafe(text)), args)
+                    .fetch_one(pool)
+                    .await?
+            }
+        };
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Deletes events older than `retention.max_age` (relative to `now`), `batch_size` rows
+    /// per statement, until none are left. Returns how many were deleted.
+    ///
+    /// Purging removes the beginning of hash chains; verify what is left with
+    /// [`VerifyOptions::default`] (no anchor) or from a checkpoint.
+    pub async fn purge(&self, retention: Retention, now: Timestamp) -> Result<u64, StoreError> {
+        let cutoff = now.saturating_sub(retention.max_age);
+        let batch = i64::from(retention.batch_size.max(1));
+        let mut total = 0;
+        // Bounded: each round deletes a full batch or ends the loop.
+        for _ in 0..u32::MAX {
+            let mut sql = Sql::new(self.dialect(), "");
+            let c = sql.arg(Arg::Int(cutoff.unix_micros()));
+            let l = sql.arg(Arg::Int(batch));
+            sql.push(&format!(
+                "DELETE FROM audit_events WHERE id IN \
+                 (SELECT id FROM audit_events WHERE ts_us < {c} ORDER BY ts_us LIMIT {l})"
+            ));
+            let deleted = self.execute(sql).await?;
+            total += deleted;
+            if deleted < batch as u64 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        Ok(total)
+    }
+
+    /// The last link of chain `stream` in the store, to continue the chain after a restart
+    /// ([`AuditLoggerBuilder::chain_head`](crate::AuditLoggerBuilder::chain_head)).
+    pub async fn chain_head(&self, stream: &str) -> Result<ChainHead, StoreError> {
+        let mut sql = Sql::new(self.dialect(), "");
+        let s = sql.arg(Arg::Text(stream.to_owned()));
+        sql.push(&format!(
+            "SELECT {} FROM audit_events WHERE chain_stream = {s} ORDER BY chain_seq DESC LIMIT 1",
+            Sql::select_list(self.dialect())
+        ));
+        let row = self.fetch_rows(sql).await?.into_iter().next();
+        Ok(
+            match row.map(Row::into_event).transpose()?.and_then(|e| e.chain) {
+                Some(link) => ChainHead {
+                    stream: stream.to_owned(),
+                    seq: link.seq,
+                    hash: link.hash,
+                },
+                None => ChainHead::genesis(stream),
+            },
+        )
+    }
+
+    /// Verifies chain `stream` as stored, reading it in pages of 1 000 events in `seq` order.
+    pub async fn verify_chain(
+        &self,
+        stream: &str,
+        options: VerifyOptions,
+    ) -> Result<VerifyReport, StoreError> {
+        let mut verifier = Verifier::new(options);
+        let mut after: Option<(i64, String)> = None;
+        // Bounded by the number of stored events: every round moves the keyset forward.
+        loop {
+            let mut sql = Sql::new(self.dialect(), "");
+            let s = sql.arg(Arg::Text(stream.to_owned()));
+            let mut text = format!(
+                "SELECT {} FROM audit_events WHERE chain_stream = {s}",
+                Sql::select_list(self.dialect())
+            );
+            if let Some((seq, id)) = &after {
+                let a = sql.arg(Arg::Int(*seq));
+                let b = sql.arg(Arg::Int(*seq));
+                let i = sql.arg(Arg::Id(id.clone()));
+                text.push_str(&format!(
+                    " AND (chain_seq > {a} OR (chain_seq = {b} AND id > {i}))"
+                ));
+            }
+            text.push_str(" ORDER BY chain_seq, id LIMIT 1000");
+            sql.push(&text);
+            let rows = self.fetch_rows(sql).await?;
+            let done = rows.len() < 1000;
+            for row in rows {
+                let (seq, id) = (row.chain_seq.unwrap_or(0), row.id.clone());
+                after = Some((seq, id));
+                if !verifier.push(row.into_event()?) {
+                    return Ok(verifier.finish());
+                }
+            }
+            if done {
+                return Ok(verifier.finish());
+            }
+        }
+    }
+}
+
+#[cfg(feature = "sqlite")]
+fn sqlite_insert_sql(rows: usize) -> String {
+    let n = COLUMNS.len();
+    let mut sql = format!("INSERT INTO audit_events ({}) VALUES ", COLUMNS.join(", "));
+    for r in 0..rows {
+        if r > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..n {
+            if c > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!("?{}", r * n + c + 1));
+        }
+        sql.push(')');
+    }
+    sql.push_str(" ON CONFLICT (id) DO NOTHING");
+    sql
+}
+
+/// One `INSERT ... SELECT FROM UNNEST(arrays)` per chunk: a single prepared statement
+/// whatever the batch size, and one array per column.
+#[cfg(feature = "postgres")]
+async fn pg_insert(pool: &sqlx::PgPool, events: &[AuditEvent]) -> Result<u64, sqlx::Error> {
+    const SQL: &str = "INSERT INTO audit_events (id, ts_us, schema_version, category, severity, subject, tenant, \
+        auth_method, api_key_id, method, target_kind, target, arguments, decision, reason, outcome_status, \
+        outcome_code, latency_us, request_id, trace_id, session_id, client_ip, user_agent, chain_stream, \
+        chain_seq, prev_hash, hash) \
+        SELECT * FROM UNNEST($1::text[]::uuid[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[], \
+        $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], \
+        $15::text[], $16::text[], $17::int8[], $18::int8[], $19::text[], $20::text[], $21::text[], $22::text[], \
+        $23::text[], $24::text[], $25::int8[], $26::text[], $27::text[]) \
+        ON CONFLICT (id) DO NOTHING";
+    let n = events.len();
+    macro_rules! cols {
+        ($($name:ident: $ty:ty),* $(,)?) => {{
+            $(let mut $name: Vec<$ty> = Vec::with_capacity(n);)*
+            for e in events {
+                let r = Row::from_event(e);
+                $($name.push(r.$name);)*
+            }
+            sqlx::query(SQL)$(.bind($name))*
+        }};
+    }
+    let q = cols!(
+        id: String,
+        ts_us: i64,
+        schema_version: i64,
+        category: String,
+        severity: String,
+        subject: Option<String>,
+        tenant: Option<String>,
+        auth_method: Option<String>,
+        api_key_id: Option<String>,
+        method: Option<String>,
+        target_kind: Option<String>,
+        target: Option<String>,
+        arguments: Option<String>,
+        decision: Option<String>,
+        reason: Option<String>,
+        outcome_status: Option<String>,
+        outcome_code: Option<i64>,
+        latency_us: Option<i64>,
+        request_id: Option<String>,
+        trace_id: Option<String>,
+        session_id: Option<String>,
+        client_ip: Option<String>,
+        user_agent: Option<String>,
+        chain_stream: Option<String>,
+        chain_seq: Option<i64>,
+        prev_hash: Option<String>,
+        hash: Option<String>,
+    );
+    Ok(q.execute(pool).await?.rows_affected())
+}
+
+#[async_trait]
+impl AuditSink for AuditStore {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn write_batch(&self, events: &[AuditEvent]) -> Result<(), SinkError> {
+        self.insert(events).await?;
+        Ok(())
+    }
+}
