@@ -1,0 +1,209 @@
+//! What a request is limited by: scopes, the per-request keys, and storage-key encoding.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// What a rule counts by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Scope {
+    /// One budget shared by every request.
+    Global,
+    /// One budget per tenant.
+    Tenant,
+    /// One budget per user (subject).
+    User,
+    /// One budget per API key (the identifier is hashed before storage).
+    ApiKey,
+    /// One budget per client IP address.
+    ClientIp,
+    /// One budget per MCP tool name.
+    Tool,
+}
+
+impl Scope {
+    /// A short stable name, used in storage keys and logs.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Global => "global",
+            Self::Tenant => "tenant",
+            Self::User => "user",
+            Self::ApiKey => "api_key",
+            Self::ClientIp => "ip",
+            Self::Tool => "tool",
+        }
+    }
+}
+
+/// The identities of one request. A rule applies when its scope's value is present
+/// (`Global` always applies).
+///
+/// `Debug` never shows the API key, which callers should pass as a key identifier anyway.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct RequestKeys {
+    /// The tenant.
+    pub tenant: Option<String>,
+    /// The user (subject).
+    pub user: Option<String>,
+    /// The API key identifier (hashed before it reaches any store).
+    pub api_key: Option<String>,
+    /// The client IP, as resolved by [`ClientIpResolver`](crate::ClientIpResolver).
+    pub client_ip: Option<IpAddr>,
+    /// The MCP tool called (`tools/call` `params.name`).
+    pub tool: Option<String>,
+    /// An explicit cost; when absent the limiter's per-tool cost (default 1) applies.
+    pub cost: Option<NonZeroU32>,
+}
+
+impl fmt::Debug for RequestKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestKeys")
+            .field("tenant", &self.tenant)
+            .field("user", &self.user)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("client_ip", &self.client_ip)
+            .field("tool", &self.tool)
+            .field("cost", &self.cost)
+            .finish()
+    }
+}
+
+impl RequestKeys {
+    /// No identities: only global rules apply.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// With a tenant.
+    #[must_use]
+    pub fn tenant(mut self, tenant: impl Into<String>) -> Self {
+        self.tenant = Some(tenant.into());
+        self
+    }
+
+    /// With a user.
+    #[must_use]
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
+        self
+    }
+
+    /// With an API key identifier.
+    #[must_use]
+    pub fn api_key(mut self, id: impl Into<String>) -> Self {
+        self.api_key = Some(id.into());
+        self
+    }
+
+    /// With a client IP.
+    #[must_use]
+    pub fn client_ip(mut self, ip: IpAddr) -> Self {
+        self.client_ip = Some(ip);
+        self
+    }
+
+    /// With a tool name.
+    #[must_use]
+    pub fn tool(mut self, tool: impl Into<String>) -> Self {
+        self.tool = Some(tool.into());
+        self
+    }
+
+    /// With an explicit cost.
+    #[must_use]
+    pub fn cost(mut self, cost: NonZeroU32) -> Self {
+        self.cost = Some(cost);
+        self
+    }
+
+    /// The encoded storage-key part for `scope`, if the request has that identity.
+    pub(crate) fn part(&self, scope: Scope) -> Option<String> {
+        match scope {
+            Scope::Global => Some("*".to_owned()),
+            Scope::Tenant => self.tenant.as_deref().map(encode_part),
+            Scope::User => self.user.as_deref().map(encode_part),
+            Scope::ApiKey => self.api_key.as_deref().map(hash_part),
+            Scope::ClientIp => self.client_ip.map(|ip| format!("v:{}", canonical_ip(ip))),
+            Scope::Tool => self.tool.as_deref().map(encode_part),
+        }
+    }
+}
+
+/// IPv4-mapped IPv6 addresses count as the IPv4 address they carry.
+#[must_use]
+pub(crate) fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 @ IpAddr::V4(_) => v4,
+    }
+}
+
+/// Values longer than this are stored as a hash, so a request cannot make keys huge.
+const MAX_PLAIN_PART: usize = 64;
+
+/// A key part: short printable values as they are (`v:` prefix), anything else hashed
+/// (`h:` prefix), so the two forms never collide.
+pub(crate) fn encode_part(value: &str) -> String {
+    if value.len() <= MAX_PLAIN_PART && value.bytes().all(|b| b.is_ascii_graphic()) {
+        format!("v:{value}")
+    } else {
+        hash_part(value)
+    }
+}
+
+/// A key part that is always the SHA-256 of the value.
+pub(crate) fn hash_part(value: &str) -> String {
+    let digest = Sha256::digest(value.as_bytes());
+    let mut out = String::with_capacity(2 + 2 * digest.len());
+    out.push_str("h:");
+    for b in digest.iter() {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    out
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_are_bounded_and_distinct() {
+        let long = "x".repeat(10_000);
+        let k = RequestKeys::new()
+            .user(long.as_str())
+            .api_key("secret-key")
+            .tenant("acme");
+        let user = k.part(Scope::User).unwrap();
+        assert!(user.starts_with("h:") && user.len() == 66);
+        assert_eq!(k.part(Scope::Tenant).unwrap(), "v:acme");
+        assert_ne!(encode_part(&hash_part("a")), hash_part("a"));
+        assert!(!k.part(Scope::ApiKey).unwrap().contains("secret"));
+        assert_eq!(encode_part("two words"), hash_part("two words"));
+        assert_eq!(k.part(Scope::ClientIp), None);
+        assert_eq!(k.part(Scope::Global).unwrap(), "*");
+    }
+
+    #[test]
+    fn debug_hides_the_api_key() {
+        let k = RequestKeys::new().api_key("sk_live_abcdef");
+        assert!(!format!("{k:?}").contains("sk_live"));
+    }
+
+    #[test]
+    fn mapped_ipv6_is_ipv4() {
+        let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
+        assert_eq!(canonical_ip(mapped), "10.1.2.3".parse::<IpAddr>().unwrap());
+        let k = RequestKeys::new().client_ip(mapped);
+        assert_eq!(k.part(Scope::ClientIp).unwrap(), "v:10.1.2.3");
+    }
+}
