@@ -1,0 +1,3 @@
+//! Criterion benches for the metric families and the tower layer.
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! Observability for MCP servers: Prometheus metric families, a tower layer, logs and traces.
+
+#![forbid(unsafe_code)]
