@@ -33,11 +33,16 @@
 
 mod authenticator;
 mod challenge;
+pub mod claims;
 mod clock;
 mod credential;
 mod error;
+#[cfg(feature = "jwks")]
+pub mod jwks;
+pub mod jwt;
 mod principal;
 pub mod revocation;
+pub mod token_cache;
 
 pub use authenticator::{AuthChain, Authenticator};
 pub use challenge::BearerChallenge;
