@@ -142,6 +142,11 @@ impl CredentialExtractor {
         self
     }
 
+    /// The header that carries API keys, if any.
+    pub fn api_key_header_name(&self) -> Option<&HeaderName> {
+        self.api_key_header.as_ref()
+    }
+
     /// Takes the credential out of a request.
     ///
     /// Returns `Ok(None)` when the request carries none, and an error when it carries a
