@@ -37,14 +37,11 @@ pub mod claims;
 mod clock;
 mod credential;
 mod error;
+pub mod issuer;
 #[cfg(feature = "jwks")]
 pub mod jwks;
 pub mod jwt;
-pub mod layer;
 mod principal;
-pub mod refresh;
-mod rejection;
-pub mod resource;
 pub mod revocation;
 pub mod token_cache;
 
@@ -53,10 +50,8 @@ pub use challenge::BearerChallenge;
 pub use clock::{Clock, SystemClock};
 pub use credential::{Credential, CredentialExtractor, CredentialKind, Secret};
 pub use error::{AuthError, BoxError, TokenRejection};
-pub use layer::{AuthLayer, AuthService, OnAuthFailure};
+pub use issuer::{IssueRequest, LocalIssuer};
 pub use principal::{AuthMethod, Principal, PrincipalBuilder};
-pub use rejection::{AuthRejection, ChallengeConfig};
-pub use resource::ProtectedResourceMetadata;
 pub use revocation::RevocationStore;
 
 /// The default API-key prefix: keys look like `mcpk_<key id>_<secret>`.

@@ -1,0 +1,551 @@
+//! Refresh-token state: the [`RefreshTokenStore`] trait and its bounded in-memory store.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+
+use super::IssueRequest;
+use crate::error::BoxError;
+
+/// The SHA-256 of a refresh token: the only form in which a store keeps it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RefreshTokenHash([u8; 32]);
+
+impl RefreshTokenHash {
+    /// Hashes a refresh token.
+    pub fn of(token: &str) -> Self {
+        Self(Sha256::digest(token.as_bytes()).into())
+    }
+
+    /// The raw digest, for stores that persist it.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Rebuilds a hash read back from a store.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+}
+
+impl fmt::Debug for RefreshTokenHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A prefix is enough to correlate log lines; the digest is not a secret, but there
+        // is no reason to print all of it.
+        write!(f, "RefreshTokenHash({}..)", hex::encode(&self.0[..4]))
+    }
+}
+
+/// A refresh-token family: the chain of tokens that descends from one login.
+///
+/// Every refresh exchanges the family's active token for a new one; presenting a token that
+/// was already exchanged revokes the whole family (OAuth 2.0 Security BCP, section 4.14).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RefreshFamily {
+    /// Random identifier of the family.
+    pub id: String,
+    /// What each access token minted from this family says about the caller.
+    pub grant: IssueRequest,
+    /// When the family started (the login).
+    pub created_at: SystemTime,
+    /// Absolute end of the family: no refresh token of it outlives this.
+    pub expires_at: SystemTime,
+}
+
+/// The outcome of [`RefreshTokenStore::exchange`].
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Exchange {
+    /// The presented token was active; it is now used and `next` is the family's active
+    /// token until `expires_at` (the requested expiry, capped at the family's end).
+    Rotated {
+        /// The family, with the grant to mint the new access token from.
+        family: RefreshFamily,
+        /// When the new refresh token expires.
+        expires_at: SystemTime,
+    },
+    /// No such token (never issued, forgotten, or its family was evicted).
+    Unknown,
+    /// The token or its family has expired.
+    Expired,
+    /// The token had already been exchanged: the family is now revoked.
+    Reused {
+        /// The family that was revoked.
+        family_id: String,
+    },
+    /// The token's family was revoked earlier.
+    Revoked {
+        /// The revoked family.
+        family_id: String,
+    },
+}
+
+/// Where refresh tokens (as hashes) and their families live.
+///
+/// Implementations must make [`RefreshTokenStore::exchange`] atomic: two concurrent
+/// exchanges of the same token must not both succeed (the second one is a reuse).
+#[async_trait]
+pub trait RefreshTokenStore: Send + Sync + fmt::Debug {
+    /// Starts `family` with its first token `first`, valid until `expires_at`.
+    async fn start_family(
+        &self,
+        family: RefreshFamily,
+        first: RefreshTokenHash,
+        expires_at: SystemTime,
+        now: SystemTime,
+    ) -> Result<(), BoxError>;
+
+    /// Exchanges the `presented` token for `next`, atomically, as described on [`Exchange`].
+    async fn exchange(
+        &self,
+        presented: RefreshTokenHash,
+        next: RefreshTokenHash,
+        next_expires_at: SystemTime,
+        now: SystemTime,
+    ) -> Result<Exchange, BoxError>;
+
+    /// Revokes the family `token` belongs to (logout). Returns whether a family was found.
+    async fn revoke_family_of(
+        &self,
+        token: RefreshTokenHash,
+        now: SystemTime,
+    ) -> Result<bool, BoxError>;
+}
+
+/// Bounds of a [`MemoryRefreshTokenStore`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryStoreLimits {
+    /// Most families kept; when full, expired ones are purged, then the oldest is evicted
+    /// (its tokens then fail as unknown). Default 100 000.
+    pub max_families: usize,
+    /// Most tokens remembered per family, the active one included. Older used tokens are
+    /// forgotten beyond this, so their reuse is refused as unknown instead of revoking the
+    /// family. Default 32.
+    pub max_tokens_per_family: usize,
+    /// A full purge of expired entries runs every this many operations. Default 4096.
+    pub purge_every: usize,
+}
+
+impl Default for MemoryStoreLimits {
+    fn default() -> Self {
+        Self {
+            max_families: 100_000,
+            max_tokens_per_family: 32,
+            purge_every: 4096,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct FamilyState {
+    family: RefreshFamily,
+    revoked: bool,
+    /// The family's remembered tokens, oldest first; the last one is the active one.
+    tokens: VecDeque<RefreshTokenHash>,
+}
+
+#[derive(Debug)]
+struct TokenState {
+    family_id: String,
+    expires_at: SystemTime,
+    used: bool,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    families: HashMap<String, FamilyState>,
+    tokens: HashMap<RefreshTokenHash, TokenState>,
+    ops_since_purge: usize,
+}
+
+impl Inner {
+    fn remove_family(&mut self, id: &str) {
+        if let Some(state) = self.families.remove(id) {
+            for hash in state.tokens {
+                self.tokens.remove(&hash);
+            }
+        }
+    }
+
+    fn purge_expired(&mut self, now: SystemTime) -> usize {
+        let expired: Vec<String> = self
+            .families
+            .iter()
+            .filter(|(_, state)| state.family.expires_at <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &expired {
+            self.remove_family(id);
+        }
+        let tokens = &mut self.tokens;
+        for state in self.families.values_mut() {
+            state.tokens.retain(|hash| {
+                let live = tokens.get(hash).is_some_and(|t| t.expires_at > now);
+                if !live {
+                    tokens.remove(hash);
+                }
+                live
+            });
+        }
+        self.ops_since_purge = 0;
+        expired.len()
+    }
+
+    fn tick(&mut self, now: SystemTime, limits: &MemoryStoreLimits) {
+        self.ops_since_purge += 1;
+        if self.ops_since_purge >= limits.purge_every {
+            self.purge_expired(now);
+        }
+    }
+
+    fn make_room(&mut self, now: SystemTime, limits: &MemoryStoreLimits) {
+        if self.families.len() < limits.max_families {
+            return;
+        }
+        self.purge_expired(now);
+        while self.families.len() >= limits.max_families {
+            let oldest = self
+                .families
+                .iter()
+                .min_by_key(|(_, state)| state.family.created_at)
+                .map(|(id, _)| id.clone());
+            match oldest {
+                Some(id) => self.remove_family(&id),
+                None => break,
+            }
+        }
+    }
+}
+
+/// A bounded in-memory [`RefreshTokenStore`] for one process (development, tests, a single
+/// replica). Expired families and tokens are purged periodically and when full.
+#[derive(Default)]
+pub struct MemoryRefreshTokenStore {
+    inner: Mutex<Inner>,
+    limits: MemoryStoreLimits,
+}
+
+impl MemoryRefreshTokenStore {
+    /// A store with the default limits.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A store with `limits`. Zero limits are raised to one.
+    pub fn with_limits(limits: MemoryStoreLimits) -> Self {
+        Self {
+            inner: Mutex::default(),
+            limits: MemoryStoreLimits {
+                max_families: limits.max_families.max(1),
+                max_tokens_per_family: limits.max_tokens_per_family.max(1),
+                purge_every: limits.purge_every.max(1),
+            },
+        }
+    }
+
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Removes expired families and expired tokens now; returns how many families went.
+    pub fn purge_expired(&self, now: SystemTime) -> usize {
+        self.inner().purge_expired(now)
+    }
+
+    /// Number of families held (live, revoked or not yet purged).
+    pub fn family_count(&self) -> usize {
+        self.inner().families.len()
+    }
+
+    /// Number of token hashes held.
+    pub fn token_count(&self) -> usize {
+        self.inner().tokens.len()
+    }
+}
+
+impl fmt::Debug for MemoryRefreshTokenStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = self.inner();
+        f.debug_struct("MemoryRefreshTokenStore")
+            .field("families", &inner.families.len())
+            .field("tokens", &inner.tokens.len())
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+#[async_trait]
+impl RefreshTokenStore for MemoryRefreshTokenStore {
+    async fn start_family(
+        &self,
+        family: RefreshFamily,
+        first: RefreshTokenHash,
+        expires_at: SystemTime,
+        now: SystemTime,
+    ) -> Result<(), BoxError> {
+        let mut inner = self.inner();
+        inner.tick(now, &self.limits);
+        inner.make_room(now, &self.limits);
+        let id = family.id.clone();
+        inner.remove_family(&id);
+        inner.tokens.insert(
+            first,
+            TokenState {
+                family_id: id.clone(),
+                expires_at: expires_at.min(family.expires_at),
+                used: false,
+            },
+        );
+        inner.families.insert(
+            id,
+            FamilyState {
+                family,
+                revoked: false,
+                tokens: VecDeque::from([first]),
+            },
+        );
+        Ok(())
+    }
+
+    async fn exchange(
+        &self,
+        presented: RefreshTokenHash,
+        next: RefreshTokenHash,
+        next_expires_at: SystemTime,
+        now: SystemTime,
+    ) -> Result<Exchange, BoxError> {
+        let mut inner = self.inner();
+        inner.tick(now, &self.limits);
+        let Some(token) = inner.tokens.get(&presented) else {
+            return Ok(Exchange::Unknown);
+        };
+        let (family_id, used, token_expiry) =
+            (token.family_id.clone(), token.used, token.expires_at);
+        let Some(state) = inner.families.get_mut(&family_id) else {
+            inner.tokens.remove(&presented);
+            return Ok(Exchange::Unknown);
+        };
+        if state.revoked {
+            return Ok(Exchange::Revoked { family_id });
+        }
+        if used {
+            state.revoked = true;
+            return Ok(Exchange::Reused { family_id });
+        }
+        if token_expiry <= now || state.family.expires_at <= now {
+            return Ok(Exchange::Expired);
+        }
+        let expires_at = next_expires_at.min(state.family.expires_at);
+        let family = state.family.clone();
+        state.tokens.push_back(next);
+        let forgotten = if state.tokens.len() > self.limits.max_tokens_per_family {
+            state.tokens.pop_front()
+        } else {
+            None
+        };
+        if let Some(token) = inner.tokens.get_mut(&presented) {
+            token.used = true;
+        }
+        if let Some(old) = forgotten {
+            inner.tokens.remove(&old);
+        }
+        inner.tokens.insert(
+            next,
+            TokenState {
+                family_id,
+                expires_at,
+                used: false,
+            },
+        );
+        Ok(Exchange::Rotated { family, expires_at })
+    }
+
+    async fn revoke_family_of(
+        &self,
+        token: RefreshTokenHash,
+        now: SystemTime,
+    ) -> Result<bool, BoxError> {
+        let mut inner = self.inner();
+        inner.tick(now, &self.limits);
+        let Some(family_id) = inner.tokens.get(&token).map(|t| t.family_id.clone()) else {
+            return Ok(false);
+        };
+        match inner.families.get_mut(&family_id) {
+            Some(state) => {
+                state.revoked = true;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn family(id: &str, created: u64, ends: u64) -> RefreshFamily {
+        RefreshFamily {
+            id: id.into(),
+            grant: IssueRequest::new("alice"),
+            created_at: at(created),
+            expires_at: at(ends),
+        }
+    }
+
+    fn h(token: &str) -> RefreshTokenHash {
+        RefreshTokenHash::of(token)
+    }
+
+    #[tokio::test]
+    async fn exchange_rotates_then_detects_reuse() {
+        let store = MemoryRefreshTokenStore::new();
+        store
+            .start_family(family("f", 0, 1000), h("a"), at(100), at(0))
+            .await
+            .unwrap();
+        let out = store
+            .exchange(h("a"), h("b"), at(200), at(10))
+            .await
+            .unwrap();
+        assert!(matches!(out, Exchange::Rotated { expires_at, .. } if expires_at == at(200)));
+        let out = store
+            .exchange(h("a"), h("c"), at(200), at(11))
+            .await
+            .unwrap();
+        assert_eq!(
+            out,
+            Exchange::Reused {
+                family_id: "f".into()
+            }
+        );
+        let out = store
+            .exchange(h("b"), h("d"), at(200), at(12))
+            .await
+            .unwrap();
+        assert_eq!(
+            out,
+            Exchange::Revoked {
+                family_id: "f".into()
+            }
+        );
+        let out = store
+            .exchange(h("zz"), h("e"), at(200), at(12))
+            .await
+            .unwrap();
+        assert_eq!(out, Exchange::Unknown);
+    }
+
+    #[tokio::test]
+    async fn expiry_of_token_and_family() {
+        let store = MemoryRefreshTokenStore::new();
+        store
+            .start_family(family("f", 0, 150), h("a"), at(100), at(0))
+            .await
+            .unwrap();
+        let out = store
+            .exchange(h("a"), h("b"), at(300), at(50))
+            .await
+            .unwrap();
+        // The new token is capped at the family's end.
+        assert!(matches!(out, Exchange::Rotated { expires_at, .. } if expires_at == at(150)));
+        let out = store
+            .exchange(h("b"), h("c"), at(400), at(150))
+            .await
+            .unwrap();
+        assert_eq!(out, Exchange::Expired);
+        assert_eq!(store.purge_expired(at(151)), 1);
+        assert_eq!(store.family_count(), 0);
+        assert_eq!(store.token_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn families_and_token_history_are_bounded() {
+        let store = MemoryRefreshTokenStore::with_limits(MemoryStoreLimits {
+            max_families: 2,
+            max_tokens_per_family: 3,
+            purge_every: 1000,
+        });
+        for (i, id) in ["f1", "f2", "f3"].into_iter().enumerate() {
+            store
+                .start_family(family(id, i as u64, 1000), h(id), at(900), at(i as u64))
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.family_count(), 2);
+        // The oldest family was evicted; its token is now unknown.
+        let out = store
+            .exchange(h("f1"), h("x"), at(900), at(5))
+            .await
+            .unwrap();
+        assert_eq!(out, Exchange::Unknown);
+
+        let mut current = "f3".to_owned();
+        for n in 0..5 {
+            let next = format!("f3-{n}");
+            let out = store
+                .exchange(h(&current), h(&next), at(900), at(10))
+                .await
+                .unwrap();
+            assert!(matches!(out, Exchange::Rotated { .. }));
+            current = next;
+        }
+        // f2 holds one token, f3 remembers at most three.
+        assert_eq!(store.token_count(), 1 + 3);
+        // A forgotten used token is refused as unknown and does not revoke the family...
+        let out = store
+            .exchange(h("f3"), h("y"), at(900), at(11))
+            .await
+            .unwrap();
+        assert_eq!(out, Exchange::Unknown);
+        let out = store
+            .exchange(h(&current), h("f3-5"), at(900), at(12))
+            .await
+            .unwrap();
+        assert!(matches!(out, Exchange::Rotated { .. }));
+        // ...while a remembered one does.
+        let out = store
+            .exchange(h(&current), h("z"), at(900), at(13))
+            .await
+            .unwrap();
+        assert!(matches!(out, Exchange::Reused { .. }));
+    }
+
+    #[tokio::test]
+    async fn revoke_family_of_a_token() {
+        let store = MemoryRefreshTokenStore::new();
+        store
+            .start_family(family("f", 0, 1000), h("a"), at(900), at(0))
+            .await
+            .unwrap();
+        assert!(store.revoke_family_of(h("a"), at(1)).await.unwrap());
+        assert!(!store.revoke_family_of(h("nope"), at(1)).await.unwrap());
+        let out = store
+            .exchange(h("a"), h("b"), at(900), at(2))
+            .await
+            .unwrap();
+        assert_eq!(
+            out,
+            Exchange::Revoked {
+                family_id: "f".into()
+            }
+        );
+    }
+
+    #[test]
+    fn hash_debug_is_short() {
+        let out = format!("{:?}", h("secret-token"));
+        assert!(out.starts_with("RefreshTokenHash("));
+        assert!(out.len() < 30);
+    }
+}
