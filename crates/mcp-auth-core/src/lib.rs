@@ -41,7 +41,11 @@ pub mod issuer;
 #[cfg(feature = "jwks")]
 pub mod jwks;
 pub mod jwt;
+pub mod layer;
 mod principal;
+pub mod refresh;
+mod rejection;
+pub mod resource;
 pub mod revocation;
 pub mod token_cache;
 
@@ -51,7 +55,10 @@ pub use clock::{Clock, SystemClock};
 pub use credential::{Credential, CredentialExtractor, CredentialKind, Secret};
 pub use error::{AuthError, BoxError, TokenRejection};
 pub use issuer::{IssueRequest, LocalIssuer};
+pub use layer::{AuthLayer, AuthService, OnAuthFailure};
 pub use principal::{AuthMethod, Principal, PrincipalBuilder};
+pub use rejection::{AuthRejection, ChallengeConfig};
+pub use resource::ProtectedResourceMetadata;
 pub use revocation::RevocationStore;
 
 /// The default API-key prefix: keys look like `mcpk_<key id>_<secret>`.
