@@ -2,7 +2,10 @@
 //! `ratelimit/governor_keyed` (the governor crate on the same workload) and
 //! `ratelimit/redis_gcra` (real Redis at `MCP_TEST_REDIS_URL`, pipelined on one connection).
 
-#![expect(clippy::expect_used, reason = "a bench stops loudly when its setup fails")]
+#![expect(
+    clippy::expect_used,
+    reason = "a bench stops loudly when its setup fails"
+)]
 
 use std::hint::black_box;
 use std::num::NonZeroU32;
@@ -47,8 +50,7 @@ fn memory(c: &mut Criterion) {
                         let mut i = usize::try_from(t).unwrap_or(0) * 7;
                         for _ in 0..iters.div_ceil(2) {
                             i = (i + 1) % KEYS;
-                            let charge =
-                                Charge::new(&keys[i], q, Algorithm::Gcra, 1, clock.now());
+                            let charge = Charge::new(&keys[i], q, Algorithm::Gcra, 1, clock.now());
                             black_box(store.charge_now(&charge).allowed);
                         }
                     });

@@ -6,6 +6,8 @@ mod algorithm;
 mod block;
 mod clock;
 mod fairshare;
+#[cfg(feature = "tower")]
+pub mod http;
 mod ip;
 mod keys;
 mod limiter;
