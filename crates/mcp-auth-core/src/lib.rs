@@ -31,6 +31,7 @@
 //!
 //! Rust 1.94.
 
+pub mod api_key;
 mod authenticator;
 mod challenge;
 pub mod claims;
@@ -49,6 +50,7 @@ pub mod resource;
 pub mod revocation;
 pub mod token_cache;
 
+pub use api_key::{ApiKeyAuthenticator, ApiKeyManager, ApiKeyStore, MemoryApiKeyStore};
 pub use authenticator::{AuthChain, Authenticator};
 pub use challenge::BearerChallenge;
 pub use clock::{Clock, SystemClock};
@@ -59,6 +61,7 @@ pub use layer::{AuthLayer, AuthService, OnAuthFailure};
 pub use principal::{AuthMethod, Principal, PrincipalBuilder};
 pub use rejection::{AuthRejection, ChallengeConfig};
 pub use resource::ProtectedResourceMetadata;
+pub use revocation::MemoryRevocationStore;
 pub use revocation::RevocationStore;
 
 /// The default API-key prefix: keys look like `mcpk_<key id>_<secret>`.

@@ -2,6 +2,14 @@
 
 use std::time::SystemTime;
 
+mod memory;
+#[cfg(feature = "redis")]
+mod redis;
+
+pub use memory::MemoryRevocationStore;
+#[cfg(feature = "redis")]
+pub use redis::RedisRevocationStore;
+
 use async_trait::async_trait;
 
 use crate::error::AuthError;

@@ -1,0 +1,557 @@
+//! [`ApiKeyManager`] (issue, verify, rotate, revoke, batched last-used) and
+//! [`ApiKeyAuthenticator`].
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+
+use super::{
+    ApiKeyError, ApiKeyFilter, ApiKeyFormat, ApiKeyHasher, ApiKeyRecord, ApiKeyStore, ApiKeyUpdate,
+};
+use crate::authenticator::Authenticator;
+use crate::clock::{Clock, SystemClock};
+use crate::credential::{Credential, CredentialKind, Secret};
+use crate::error::AuthError;
+use crate::principal::{AuthMethod, Principal};
+
+/// How many distinct keys may wait for a last-used flush; further uses are not recorded
+/// until the next flush (last-used is advisory, memory is not).
+const DEFAULT_MAX_PENDING: usize = 100_000;
+
+/// How often issuing retries after a key-id collision (64 random bits: practically never).
+const ISSUE_ATTEMPTS: usize = 3;
+
+/// What a new key grants; see [`ApiKeyManager::issue`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewApiKey {
+    owner: String,
+    tenant: Option<String>,
+    roles: BTreeSet<String>,
+    scopes: BTreeSet<String>,
+    name: String,
+    expires_at: Option<SystemTime>,
+    ttl: Option<Duration>,
+}
+
+impl NewApiKey {
+    /// A key that authenticates as `owner`, with no roles or scopes and no expiry.
+    pub fn new(owner: impl Into<String>) -> Self {
+        Self {
+            owner: owner.into(),
+            tenant: None,
+            roles: BTreeSet::new(),
+            scopes: BTreeSet::new(),
+            name: String::new(),
+            expires_at: None,
+            ttl: None,
+        }
+    }
+
+    /// Sets the tenant.
+    pub fn tenant(mut self, tenant: impl Into<String>) -> Self {
+        self.tenant = Some(tenant.into());
+        self
+    }
+
+    /// Adds roles.
+    pub fn roles<I, S>(mut self, roles: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.roles.extend(roles.into_iter().map(Into::into));
+        self
+    }
+
+    /// Adds scopes.
+    pub fn scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scopes.extend(scopes.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets a human label.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Makes the key expire at `at`.
+    pub fn expires_at(mut self, at: SystemTime) -> Self {
+        self.expires_at = Some(at);
+        self.ttl = None;
+        self
+    }
+
+    /// Makes the key expire `ttl` after it is issued.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self.expires_at = None;
+        self
+    }
+}
+
+/// A freshly issued key: the plaintext is shown here once and never stored.
+#[derive(Clone, Debug)]
+pub struct IssuedApiKey {
+    /// The full key `<prefix>_<key id>_<secret>`, to hand to the caller.
+    pub key: Secret,
+    /// The stored record (without the secret).
+    pub record: ApiKeyRecord,
+}
+
+/// Builds an [`ApiKeyManager`]; see [`ApiKeyManager::builder`].
+pub struct ApiKeyManagerBuilder {
+    store: Arc<dyn ApiKeyStore>,
+    pepper: Secret,
+    prefix: Option<String>,
+    clock: Arc<dyn Clock>,
+    max_pending: usize,
+}
+
+impl fmt::Debug for ApiKeyManagerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKeyManagerBuilder")
+            .field("prefix", &self.prefix)
+            .field("clock", &self.clock)
+            .field("max_pending", &self.max_pending)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiKeyManagerBuilder {
+    /// Sets the key prefix (1 to 16 characters of `[a-z0-9]`; default `mcpk`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Some(prefix.into());
+        self
+    }
+
+    /// Sets the clock (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Sets how many distinct keys may wait for a last-used flush (default 100 000).
+    pub fn max_pending_last_used(mut self, max: usize) -> Self {
+        self.max_pending = max;
+        self
+    }
+
+    /// Builds the manager; fails if the pepper is shorter than 32 bytes or the prefix is
+    /// invalid.
+    pub fn build(self) -> Result<ApiKeyManager, ApiKeyError> {
+        let format = match &self.prefix {
+            Some(prefix) => ApiKeyFormat::new(prefix)?,
+            None => ApiKeyFormat::default(),
+        };
+        let hasher = ApiKeyHasher::new(&self.pepper)?;
+        Ok(ApiKeyManager {
+            inner: Arc::new(Inner {
+                store: self.store,
+                hasher,
+                format,
+                clock: self.clock,
+                pending: Mutex::new(HashMap::new()),
+                max_pending: self.max_pending,
+            }),
+        })
+    }
+}
+
+/// Issues, verifies, rotates and revokes API keys on top of an [`ApiKeyStore`].
+///
+/// Cheap to clone. Verification costs one store lookup, one HMAC-SHA256 and a constant-time
+/// comparison; the time of last use is kept in memory and written to the store in batches
+/// by [`flush_last_used`](Self::flush_last_used), which
+/// [`spawn_last_used_flusher`](Self::spawn_last_used_flusher) calls periodically.
+#[derive(Clone)]
+pub struct ApiKeyManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn ApiKeyStore>,
+    hasher: ApiKeyHasher,
+    format: ApiKeyFormat,
+    clock: Arc<dyn Clock>,
+    /// Last successful use per key id since the last flush.
+    pending: Mutex<HashMap<Box<str>, SystemTime>>,
+    max_pending: usize,
+}
+
+impl fmt::Debug for ApiKeyManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKeyManager")
+            .field("prefix", &self.inner.format.prefix())
+            .field("clock", &self.inner.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(error: ApiKeyError) -> AuthError {
+    AuthError::unavailable("API-key store", Some(Box::new(error)))
+}
+
+impl ApiKeyManager {
+    /// Starts building a manager over `store`, hashing with `pepper` (at least 32 bytes,
+    /// kept in server configuration, never in the store).
+    pub fn builder(store: Arc<dyn ApiKeyStore>, pepper: Secret) -> ApiKeyManagerBuilder {
+        ApiKeyManagerBuilder {
+            store,
+            pepper,
+            prefix: None,
+            clock: Arc::new(SystemClock),
+            max_pending: DEFAULT_MAX_PENDING,
+        }
+    }
+
+    /// The key format (prefix) of this manager.
+    pub fn format(&self) -> &ApiKeyFormat {
+        &self.inner.format
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &Arc<dyn ApiKeyStore> {
+        &self.inner.store
+    }
+
+    /// Issues a new key. The returned plaintext is the only copy: show it once.
+    pub async fn issue(&self, new: NewApiKey) -> Result<IssuedApiKey, ApiKeyError> {
+        let now = self.inner.clock.now();
+        let expires_at = new
+            .expires_at
+            .or_else(|| new.ttl.and_then(|ttl| now.checked_add(ttl)));
+        let template = ApiKeyRecord {
+            key_id: String::new(),
+            hash: [0; super::HASH_LEN],
+            owner: new.owner,
+            tenant: new.tenant,
+            roles: new.roles,
+            scopes: new.scopes,
+            name: new.name,
+            created_at: now,
+            expires_at,
+            last_used_at: None,
+            revoked_at: None,
+            rotated_from: None,
+            replaced_by: None,
+        };
+        self.insert_fresh(template).await
+    }
+
+    /// Generates a key id and secret for `template` and stores it, retrying on a key-id
+    /// collision.
+    async fn insert_fresh(&self, mut record: ApiKeyRecord) -> Result<IssuedApiKey, ApiKeyError> {
+        for _ in 0..ISSUE_ATTEMPTS {
+            let (key_id, secret, key) = self.inner.format.generate();
+            record.hash = self.inner.hasher.hash(&key_id, secret.expose());
+            record.key_id = key_id;
+            match self.inner.store.insert(&record).await {
+                Ok(()) => {
+                    tracing::debug!(key_id = %record.key_id, owner = %record.owner, "API key issued");
+                    return Ok(IssuedApiKey { key, record });
+                }
+                Err(ApiKeyError::AlreadyExists) => continue,
+                Err(other) => return Err(other),
+            }
+        }
+        Err(ApiKeyError::AlreadyExists)
+    }
+
+    /// Verifies a presented key and returns the principal it authenticates.
+    ///
+    /// Malformed, unknown, mismatching and expired keys fail with
+    /// [`AuthError::InvalidApiKey`], revoked keys with [`AuthError::Revoked`], a failing
+    /// store with [`AuthError::Unavailable`]. The secret is checked before the key's state,
+    /// so a caller without the secret learns nothing about the key.
+    pub async fn verify(&self, key: &str) -> Result<Principal, AuthError> {
+        let inner = &*self.inner;
+        let Some(parsed) = inner.format.parse(key) else {
+            tracing::debug!("API key rejected: malformed");
+            return Err(AuthError::InvalidApiKey);
+        };
+        let key_id = parsed.key_id();
+        let record = inner.store.get(key_id).await.map_err(unavailable)?;
+        let Some(record) = record else {
+            // Hash anyway, so an unknown key id takes about as long as a wrong secret.
+            std::hint::black_box(inner.hasher.hash(key_id, parsed.secret()));
+            tracing::debug!(key_id, "API key rejected: unknown key id");
+            return Err(AuthError::InvalidApiKey);
+        };
+        if !inner.hasher.verify(key_id, parsed.secret(), &record.hash) {
+            tracing::debug!(key_id, "API key rejected: secret does not match");
+            return Err(AuthError::InvalidApiKey);
+        }
+        if record.revoked_at.is_some() {
+            tracing::debug!(key_id, "API key rejected: revoked");
+            return Err(AuthError::Revoked);
+        }
+        let now = inner.clock.now();
+        if record.is_expired_at(now) {
+            tracing::debug!(key_id, "API key rejected: expired");
+            return Err(AuthError::InvalidApiKey);
+        }
+        self.record_use(key_id, now);
+        Ok(principal_of(record))
+    }
+
+    /// Rotates a key: issues a new key with the same owner, tenant, roles, scopes, name and
+    /// lifetime, and lets the old key work only until now + `grace`.
+    ///
+    /// Fails with [`ApiKeyError::NotFound`] for an unknown key, [`ApiKeyError::Inactive`]
+    /// for a revoked or expired one, and [`ApiKeyError::AlreadyRotated`] if the key already
+    /// has a successor (the new key is then revoked again).
+    pub async fn rotate(&self, key_id: &str, grace: Duration) -> Result<IssuedApiKey, ApiKeyError> {
+        let inner = &*self.inner;
+        let old = inner
+            .store
+            .get(key_id)
+            .await?
+            .ok_or(ApiKeyError::NotFound)?;
+        let now = inner.clock.now();
+        if !old.is_active_at(now) {
+            return Err(ApiKeyError::Inactive);
+        }
+        if old.replaced_by.is_some() {
+            return Err(ApiKeyError::AlreadyRotated);
+        }
+        let lifetime = old
+            .expires_at
+            .and_then(|at| at.duration_since(old.created_at).ok());
+        let successor = ApiKeyRecord {
+            key_id: String::new(),
+            hash: [0; super::HASH_LEN],
+            owner: old.owner.clone(),
+            tenant: old.tenant.clone(),
+            roles: old.roles.clone(),
+            scopes: old.scopes.clone(),
+            name: old.name.clone(),
+            created_at: now,
+            expires_at: lifetime.and_then(|l| now.checked_add(l)),
+            last_used_at: None,
+            revoked_at: None,
+            rotated_from: Some(old.key_id.clone()),
+            replaced_by: None,
+        };
+        let issued = self.insert_fresh(successor).await?;
+        let grace_end = now.checked_add(grace).unwrap_or(now);
+        let update = ApiKeyUpdate::expire(grace_end).replaced_by(issued.record.key_id.clone());
+        let after = match inner.store.update(key_id, &update).await {
+            Ok(after) => after,
+            Err(error) => {
+                self.revoke_quietly(&issued.record.key_id).await;
+                return Err(error);
+            }
+        };
+        let won = after
+            .as_ref()
+            .and_then(|r| r.replaced_by.as_deref())
+            .is_some_and(|successor| successor == issued.record.key_id);
+        if !won {
+            self.revoke_quietly(&issued.record.key_id).await;
+            return Err(if after.is_none() {
+                ApiKeyError::NotFound
+            } else {
+                ApiKeyError::AlreadyRotated
+            });
+        }
+        tracing::debug!(old = key_id, new = %issued.record.key_id, ?grace, "API key rotated");
+        Ok(issued)
+    }
+
+    /// Revokes a successor that lost a rotation race, logging (not returning) a failure:
+    /// the caller already reports the more important error.
+    async fn revoke_quietly(&self, key_id: &str) {
+        if let Err(error) = self.revoke(key_id).await {
+            tracing::warn!(key_id, %error, "could not revoke an unused rotation successor");
+        }
+    }
+
+    /// Revokes a key: it fails from the next request on. Revoking twice keeps the first time.
+    pub async fn revoke(&self, key_id: &str) -> Result<ApiKeyRecord, ApiKeyError> {
+        let now = self.inner.clock.now();
+        let record = self
+            .inner
+            .store
+            .update(key_id, &ApiKeyUpdate::revoke(now))
+            .await?
+            .ok_or(ApiKeyError::NotFound)?;
+        tracing::debug!(key_id, "API key revoked");
+        Ok(record)
+    }
+
+    /// The stored record of a key.
+    pub async fn get(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, ApiKeyError> {
+        self.inner.store.get(key_id).await
+    }
+
+    /// Keys matching `filter`.
+    pub async fn list(&self, filter: &ApiKeyFilter) -> Result<Vec<ApiKeyRecord>, ApiKeyError> {
+        self.inner.store.list(filter).await
+    }
+
+    /// Notes a successful use in memory, for the next flush.
+    fn record_use(&self, key_id: &str, now: SystemTime) {
+        let Ok(mut pending) = self.inner.pending.lock() else {
+            return;
+        };
+        if let Some(at) = pending.get_mut(key_id) {
+            if *at < now {
+                *at = now;
+            }
+        } else if pending.len() < self.inner.max_pending {
+            pending.insert(key_id.into(), now);
+        }
+    }
+
+    /// How many keys have a last use waiting to be flushed.
+    pub fn pending_last_used(&self) -> usize {
+        self.inner
+            .pending
+            .lock()
+            .map(|p| p.len())
+            .unwrap_or_default()
+    }
+
+    /// Writes the collected last-use times to the store in one batch and returns how many
+    /// keys were written. On failure the times are kept for the next flush.
+    pub async fn flush_last_used(&self) -> Result<usize, ApiKeyError> {
+        let batch: Vec<(String, SystemTime)> = {
+            let mut pending = self
+                .inner
+                .pending
+                .lock()
+                .map_err(|_| ApiKeyError::store("last-used buffer lock poisoned", None))?;
+            std::mem::take(&mut *pending)
+                .into_iter()
+                .map(|(id, at)| (String::from(id), at))
+                .collect()
+        };
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        match self.inner.store.touch_last_used(&batch).await {
+            Ok(()) => Ok(batch.len()),
+            Err(error) => {
+                if let Ok(mut pending) = self.inner.pending.lock() {
+                    for (id, at) in batch {
+                        if pending.len() >= self.inner.max_pending {
+                            break;
+                        }
+                        let slot = pending.entry(id.into_boxed_str()).or_insert(at);
+                        if *slot < at {
+                            *slot = at;
+                        }
+                    }
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Starts a tokio task that flushes last-use times every `every` (at least one second).
+    ///
+    /// The task stops when the returned guard is dropped or when every clone of the manager
+    /// is gone; [`LastUsedFlusher::shutdown`] stops it and flushes one last time.
+    pub fn spawn_last_used_flusher(&self, every: Duration) -> LastUsedFlusher {
+        let every = every.max(Duration::from_secs(1));
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let task = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // The first tick completes at once; skip it so the first flush is after `every`.
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                let Some(inner) = weak.upgrade() else { break };
+                let manager = ApiKeyManager { inner };
+                if let Err(error) = manager.flush_last_used().await {
+                    tracing::warn!(%error, "could not flush API-key last-used times");
+                }
+            }
+        });
+        LastUsedFlusher {
+            manager: self.clone(),
+            task,
+        }
+    }
+}
+
+/// Guard of the background last-used flush task; see
+/// [`ApiKeyManager::spawn_last_used_flusher`]. Dropping it stops the task.
+#[derive(Debug)]
+pub struct LastUsedFlusher {
+    manager: ApiKeyManager,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LastUsedFlusher {
+    /// Stops the task and flushes what is still pending.
+    pub async fn shutdown(self) -> Result<usize, ApiKeyError> {
+        self.task.abort();
+        self.manager.flush_last_used().await
+    }
+}
+
+impl Drop for LastUsedFlusher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn principal_of(record: ApiKeyRecord) -> Principal {
+    let mut builder = Principal::builder(
+        record.owner,
+        AuthMethod::ApiKey {
+            key_id: record.key_id,
+        },
+    )
+    .maybe_tenant(record.tenant)
+    .roles(record.roles)
+    .scopes(record.scopes)
+    .issued_at(record.created_at);
+    if let Some(at) = record.expires_at {
+        builder = builder.expires_at(at);
+    }
+    builder.build()
+}
+
+/// An [`Authenticator`] for [`CredentialKind::ApiKey`] credentials, backed by an
+/// [`ApiKeyManager`].
+#[derive(Clone, Debug)]
+pub struct ApiKeyAuthenticator {
+    manager: ApiKeyManager,
+}
+
+impl ApiKeyAuthenticator {
+    /// An authenticator that verifies keys with `manager`.
+    pub fn new(manager: ApiKeyManager) -> Self {
+        Self { manager }
+    }
+
+    /// The manager behind this authenticator.
+    pub fn manager(&self) -> &ApiKeyManager {
+        &self.manager
+    }
+}
+
+#[async_trait]
+impl Authenticator for ApiKeyAuthenticator {
+    fn accepts(&self, kind: CredentialKind) -> bool {
+        kind == CredentialKind::ApiKey
+    }
+
+    async fn authenticate(&self, credential: &Credential) -> Result<Principal, AuthError> {
+        match credential {
+            Credential::ApiKey(key) => self.manager.verify(key.expose()).await,
+            _ => Err(AuthError::NotAccepted),
+        }
+    }
+}
