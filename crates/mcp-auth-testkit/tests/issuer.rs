@@ -6,7 +6,10 @@
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
-use mcp_auth_testkit::{TestIssuer, TestIssuerConfig, TestKey, tokens};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mcp_auth_testkit::{FakeClock, TestIssuer, TestIssuerConfig, TestKey, tokens};
 use serde_json::{Value, json};
 
 async fn get(url: &str) -> reqwest::Response {
@@ -236,4 +239,32 @@ async fn server_stops_on_drop() {
         tokio::task::yield_now().await;
     }
     assert!(refused);
+}
+
+#[tokio::test]
+async fn minted_times_follow_the_configured_clock() {
+    let clock = FakeClock::new();
+    let issuer = TestIssuer::start_with(TestIssuerConfig {
+        clock: Arc::new(clock.clone()),
+        ttl_secs: 60,
+        ..TestIssuerConfig::default()
+    })
+    .await;
+    let claims = tokens::claims_of(&issuer.mint(json!({})));
+    assert_eq!(claims["iat"], FakeClock::DEFAULT_START_UNIX);
+    assert_eq!(claims["exp"], FakeClock::DEFAULT_START_UNIX + 60);
+    clock.advance(Duration::from_secs(100));
+    let claims = tokens::claims_of(&issuer.mint(json!({})));
+    assert_eq!(claims["iat"], FakeClock::DEFAULT_START_UNIX + 100);
+}
+
+#[tokio::test]
+async fn es384_issuer_and_header_alg_override() {
+    let issuer = TestIssuer::start_with(TestIssuerConfig::with_alg(Algorithm::ES384)).await;
+    let jwks = fetch_jwks(&issuer).await;
+    verify(&issuer, &jwks, &issuer.mint(json!({}))).unwrap();
+    // An alg the key cannot produce stays in the header; the token then fails to verify.
+    let lying = issuer.mint_with_header(json!({"alg": "ES256"}), json!({}));
+    assert_eq!(tokens::header_of(&lying)["alg"], "ES256");
+    assert!(verify(&issuer, &jwks, &lying).is_err());
 }
