@@ -555,3 +555,221 @@ impl Authenticator for ApiKeyAuthenticator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::UNIX_EPOCH;
+
+    use super::*;
+    use crate::api_key::MemoryApiKeyStore;
+
+    #[derive(Debug)]
+    struct TestClock(Mutex<SystemTime>);
+
+    impl TestClock {
+        fn new() -> Arc<Self> {
+            Arc::new(Self(Mutex::new(
+                UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            )))
+        }
+        fn advance(&self, by: Duration) {
+            *self.0.lock().unwrap() += by;
+        }
+    }
+
+    impl Clock for TestClock {
+        fn now(&self) -> SystemTime {
+            *self.0.lock().unwrap()
+        }
+    }
+
+    /// A memory store whose `touch_last_used` can be made to fail, to check that a failed
+    /// flush keeps the pending times.
+    #[derive(Default)]
+    struct FlakyStore {
+        inner: MemoryApiKeyStore,
+        fail_touch: AtomicBool,
+    }
+
+    #[async_trait]
+    impl ApiKeyStore for FlakyStore {
+        async fn insert(&self, record: &ApiKeyRecord) -> Result<(), ApiKeyError> {
+            self.inner.insert(record).await
+        }
+        async fn get(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, ApiKeyError> {
+            self.inner.get(key_id).await
+        }
+        async fn update(
+            &self,
+            key_id: &str,
+            update: &ApiKeyUpdate,
+        ) -> Result<Option<ApiKeyRecord>, ApiKeyError> {
+            self.inner.update(key_id, update).await
+        }
+        async fn list(&self, filter: &ApiKeyFilter) -> Result<Vec<ApiKeyRecord>, ApiKeyError> {
+            self.inner.list(filter).await
+        }
+        async fn touch_last_used(&self, uses: &[(String, SystemTime)]) -> Result<(), ApiKeyError> {
+            if self.fail_touch.load(Ordering::SeqCst) {
+                return Err(ApiKeyError::store("touch failed", None));
+            }
+            self.inner.touch_last_used(uses).await
+        }
+    }
+
+    const PEPPER: &str = "unit-test-pepper-0123456789abcdefghij";
+
+    fn manager(store: Arc<dyn ApiKeyStore>, clock: Arc<TestClock>) -> ApiKeyManager {
+        ApiKeyManager::builder(store, Secret::new(PEPPER))
+            .clock(clock)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn builder_rejects_bad_configuration() {
+        let store: Arc<dyn ApiKeyStore> = Arc::new(MemoryApiKeyStore::new());
+        assert!(matches!(
+            ApiKeyManager::builder(store.clone(), Secret::new("short")).build(),
+            Err(ApiKeyError::InvalidConfig(_))
+        ));
+        assert!(matches!(
+            ApiKeyManager::builder(store, Secret::new(PEPPER))
+                .prefix("Bad_Prefix")
+                .build(),
+            Err(ApiKeyError::InvalidConfig(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn custom_prefix_and_debug_redaction() {
+        let store = Arc::new(MemoryApiKeyStore::new());
+        let keys = ApiKeyManager::builder(store, Secret::new(PEPPER))
+            .prefix("acme")
+            .build()
+            .unwrap();
+        let issued = keys.issue(NewApiKey::new("u")).await.unwrap();
+        assert!(issued.key.expose().starts_with("acme_"));
+        keys.verify(issued.key.expose()).await.unwrap();
+        let default_prefixed = issued.key.expose().replacen("acme_", "mcpk_", 1);
+        assert!(matches!(
+            keys.verify(&default_prefixed).await,
+            Err(AuthError::InvalidApiKey)
+        ));
+        for text in [
+            format!("{issued:?}"),
+            format!("{keys:?}"),
+            format!(
+                "{:?}",
+                ApiKeyManager::builder(Arc::new(MemoryApiKeyStore::new()), Secret::new(PEPPER))
+            ),
+            format!("{:?}", ApiKeyAuthenticator::new(keys.clone())),
+        ] {
+            assert!(!text.contains(issued.key.expose()), "{text}");
+            assert!(!text.contains(PEPPER), "{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn failed_flush_keeps_times_and_pending_is_bounded() {
+        let store = Arc::new(FlakyStore::default());
+        let clock = TestClock::new();
+        let keys = ApiKeyManager::builder(store.clone(), Secret::new(PEPPER))
+            .clock(clock.clone())
+            .max_pending_last_used(2)
+            .build()
+            .unwrap();
+        let mut issued = Vec::new();
+        for i in 0..3 {
+            issued.push(keys.issue(NewApiKey::new(format!("u{i}"))).await.unwrap());
+        }
+        for key in &issued {
+            keys.verify(key.key.expose()).await.unwrap();
+        }
+        // The third distinct key did not fit.
+        assert_eq!(keys.pending_last_used(), 2);
+
+        store.fail_touch.store(true, Ordering::SeqCst);
+        assert!(keys.flush_last_used().await.is_err());
+        assert_eq!(keys.pending_last_used(), 2);
+
+        store.fail_touch.store(false, Ordering::SeqCst);
+        assert_eq!(keys.flush_last_used().await.unwrap(), 2);
+        let now = clock.now();
+        let touched = store
+            .inner
+            .list(&ApiKeyFilter::all())
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.last_used_at == Some(now))
+            .count();
+        assert_eq!(touched, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn background_flusher_writes_periodically_and_on_shutdown() {
+        let store = Arc::new(MemoryApiKeyStore::new());
+        let clock = TestClock::new();
+        let keys = manager(store.clone(), clock.clone());
+        let issued = keys.issue(NewApiKey::new("u")).await.unwrap();
+        let id = issued.record.key_id.clone();
+        let flusher = keys.spawn_last_used_flusher(Duration::from_secs(10));
+
+        keys.verify(issued.key.expose()).await.unwrap();
+        let first_use = clock.now();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(store.get(&id).await.unwrap().unwrap().last_used_at, None);
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(
+            store.get(&id).await.unwrap().unwrap().last_used_at,
+            Some(first_use)
+        );
+
+        clock.advance(Duration::from_secs(60));
+        keys.verify(issued.key.expose()).await.unwrap();
+        assert_eq!(flusher.shutdown().await.unwrap(), 1);
+        assert_eq!(
+            store.get(&id).await.unwrap().unwrap().last_used_at,
+            Some(clock.now())
+        );
+    }
+
+    #[tokio::test]
+    async fn store_failure_is_unavailable() {
+        #[derive(Debug)]
+        struct Down;
+        #[async_trait]
+        impl ApiKeyStore for Down {
+            async fn insert(&self, _: &ApiKeyRecord) -> Result<(), ApiKeyError> {
+                Err(ApiKeyError::store("down", None))
+            }
+            async fn get(&self, _: &str) -> Result<Option<ApiKeyRecord>, ApiKeyError> {
+                Err(ApiKeyError::store("down", None))
+            }
+            async fn update(
+                &self,
+                _: &str,
+                _: &ApiKeyUpdate,
+            ) -> Result<Option<ApiKeyRecord>, ApiKeyError> {
+                Err(ApiKeyError::store("down", None))
+            }
+            async fn list(&self, _: &ApiKeyFilter) -> Result<Vec<ApiKeyRecord>, ApiKeyError> {
+                Err(ApiKeyError::store("down", None))
+            }
+            async fn touch_last_used(&self, _: &[(String, SystemTime)]) -> Result<(), ApiKeyError> {
+                Err(ApiKeyError::store("down", None))
+            }
+        }
+        let keys = manager(Arc::new(Down), TestClock::new());
+        let (_, _, key) = keys.format().generate();
+        let error = keys.verify(key.expose()).await.unwrap_err();
+        assert!(matches!(error, AuthError::Unavailable { .. }));
+        // A malformed key is refused before the store is asked.
+        assert!(matches!(
+            keys.verify("mcpk_bad").await,
+            Err(AuthError::InvalidApiKey)
+        ));
+    }
+}
