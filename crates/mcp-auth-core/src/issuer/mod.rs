@@ -63,6 +63,9 @@ pub const DEFAULT_REFRESH_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 36
 /// Default absolute lifetime of a refresh-token family (one login): 90 days.
 pub const DEFAULT_REFRESH_FAMILY_LIFETIME: Duration = Duration::from_secs(90 * 24 * 3600);
 
+/// Upper bound of every configured lifetime, so expiry arithmetic cannot overflow.
+const MAX_LIFETIME: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
+
 /// Claims the issuer sets itself; [`IssueRequest::claim`] cannot override them.
 pub const RESERVED_CLAIMS: [&str; 11] = [
     "iss",
@@ -342,6 +345,13 @@ impl LocalIssuerBuilder {
             return Err(IssuerError::Config(
                 "refresh-token lifetime is under one second",
             ));
+        }
+        let longest = self
+            .access_token_ttl
+            .max(self.refresh_token_ttl)
+            .max(self.family_lifetime);
+        if longest > MAX_LIFETIME {
+            return Err(IssuerError::Config("a token lifetime exceeds ten years"));
         }
         let key = match self.key {
             Some(key) => key,

@@ -153,6 +153,12 @@ fn reserved_claims_and_bad_config_are_refused() {
             .build()
             .is_err()
     );
+    assert!(
+        LocalIssuer::builder(ISS, AUD)
+            .refresh_family_lifetime(Duration::MAX)
+            .build()
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -350,4 +356,28 @@ async fn no_token_or_key_in_debug_output() {
         );
     }
     assert!(format!("{issuer:?}").contains(issuer.kid()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_refreshes_of_one_token_let_exactly_one_through() {
+    let issuer = LocalIssuer::builder(ISS, AUD).build().unwrap();
+    let login = issuer.issue_with_refresh(&alice()).await.unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let issuer = issuer.clone();
+            let token = login.refresh_token.clone();
+            tokio::spawn(async move { issuer.refresh(&token).await })
+        })
+        .collect();
+    let mut ok = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(pair) => ok.push(pair),
+            Err(IssuerError::RefreshTokenReused | IssuerError::RefreshFamilyRevoked) => {}
+            Err(other) => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(ok.len(), 1);
+    // The replays revoked the family, so even the winner's new token is dead.
+    assert!(issuer.refresh(&ok[0].refresh_token).await.is_err());
 }
