@@ -24,7 +24,7 @@
 //! | `redis` | no | revocation store on Redis |
 //! | `sqlite` | no | API-key store on SQLite (sqlx) |
 //! | `postgres` | no | API-key store on PostgreSQL (sqlx) |
-//! | `axum` | no | axum extractor for [`Principal`] |
+//! | `axum` | no | axum extractor for [`Principal`], `IntoResponse` for [`AuthRejection`], the metadata router |
 //! | `full` | no | all of the above |
 //!
 //! ## MSRV
