@@ -75,8 +75,7 @@ fn memory(c: &mut Criterion) {
 
 #[cfg(feature = "redis")]
 fn redis(c: &mut Criterion) {
-    use futures_util::future::join_all;
-    use mcp_ratelimit::{RateLimitStore, RedisStore, RedisStoreConfig};
+    use mcp_ratelimit::{RedisStore, RedisStoreConfig};
 
     let Ok(url) = std::env::var("MCP_TEST_REDIS_URL") else {
         #[expect(clippy::print_stderr, reason = "a skipped bench says why")]
@@ -117,9 +116,8 @@ fn redis(c: &mut Criterion) {
                             Charge::new(k, &q, Algorithm::Gcra, 1, now)
                         })
                         .collect();
-                    let results = join_all(charges.iter().map(|c| store.charge(c))).await;
-                    for r in results {
-                        black_box(r.expect("redis answered").allowed);
+                    for out in store.charge_batch(&charges).await.expect("redis answered") {
+                        black_box(out.allowed);
                     }
                     done += n;
                 }

@@ -41,8 +41,11 @@ impl Timestamp {
 /// A duration in whole microseconds, rounded up (so a limit is never loosened by
 /// rounding) and saturating at `u64::MAX`.
 pub(crate) fn duration_micros(d: Duration) -> u64 {
-    let micros = d.as_nanos().div_ceil(1_000);
-    u64::try_from(micros).unwrap_or(u64::MAX)
+    // u64 arithmetic only: this runs on every decision and u128 division is slow.
+    let sub = d.subsec_nanos().div_ceil(1_000);
+    d.as_secs()
+        .saturating_mul(1_000_000)
+        .saturating_add(u64::from(sub))
 }
 
 /// A source of the current time. Inject one into every limiter so tests are deterministic.

@@ -34,6 +34,10 @@ pub struct Quota {
     count: NonZeroU32,
     period: Duration,
     burst: NonZeroU32,
+    /// The period in microseconds, computed once.
+    period_us: u64,
+    /// The GCRA emission interval in microseconds, rounded up, computed once.
+    interval_us: u64,
 }
 
 /// Why a quota string or quota value was rejected.
@@ -90,12 +94,15 @@ impl Quota {
         if period < Duration::from_micros(1) {
             return Err(QuotaError::PeriodTooShort);
         }
+        let interval_us = period_us.div_ceil(u64::from(count.get())).max(1);
         let q = Self {
             count,
             period,
             burst,
+            period_us,
+            interval_us,
         };
-        let span = u128::from(q.gcra_interval_micros()) * u128::from(burst.get());
+        let span = u128::from(interval_us) * u128::from(burst.get());
         let window = u128::from(period_us) * u128::from(count.get());
         let max = u128::from(MAX_SPAN_MICROS);
         if period_us > MAX_SPAN_MICROS || span > max || window > max {
@@ -150,14 +157,12 @@ impl Quota {
     /// The GCRA emission interval in microseconds, rounded up so the admitted rate is never
     /// above the quota.
     pub(crate) fn gcra_interval_micros(&self) -> u64 {
-        duration_micros(self.period)
-            .div_ceil(u64::from(self.count.get()))
-            .max(1)
+        self.interval_us
     }
 
     /// The window length in microseconds.
     pub(crate) fn period_micros(&self) -> u64 {
-        duration_micros(self.period)
+        self.period_us
     }
 }
 

@@ -222,45 +222,50 @@ impl MemoryStore {
     pub fn charge_now(&self, c: &Charge<'_>) -> StoreOutcome {
         let now = c.now.as_micros();
         let cost = u64::from(c.cost);
-        let mut shard = self.shard(c.key);
-        let live = shard
-            .map
-            .get(c.key)
-            .filter(|e| e.expires > now)
-            .map(|e| e.state);
-        match c.algorithm {
-            Algorithm::Gcra => {
-                let tat = match live {
-                    Some(State::Gcra(t)) => Some(t),
-                    _ => None,
-                };
-                let (out, new_tat) = Gcra::of(c.quota).charge(tat, now, cost);
-                if let Some(t) = new_tat {
-                    let entry = Entry {
+        let decide = |live: Option<State>| -> (StoreOutcome, Option<Entry>) {
+            match c.algorithm {
+                Algorithm::Gcra => {
+                    let tat = match live {
+                        Some(State::Gcra(t)) => Some(t),
+                        _ => None,
+                    };
+                    let (out, new_tat) = Gcra::of(c.quota).charge(tat, now, cost);
+                    let entry = new_tat.map(|t| Entry {
                         state: State::Gcra(t),
                         expires: t,
-                    };
-                    self.put(&mut shard, c.key, entry, now);
+                    });
+                    (out.into(), entry)
                 }
-                out.into()
-            }
-            Algorithm::SlidingWindow => {
-                let w = Window::of(c.quota);
-                let prev = match live {
-                    Some(State::Window(s)) => Some(s),
-                    _ => None,
-                };
-                let (out, s) = w.charge(prev, now, cost);
-                if out.allowed {
-                    let entry = Entry {
+                Algorithm::SlidingWindow => {
+                    let w = Window::of(c.quota);
+                    let prev = match live {
+                        Some(State::Window(s)) => Some(s),
+                        _ => None,
+                    };
+                    let (out, s) = w.charge(prev, now, cost);
+                    let entry = out.allowed.then(|| Entry {
                         state: State::Window(s),
                         expires: w.expires_at(&s),
-                    };
-                    self.put(&mut shard, c.key, entry, now);
+                    });
+                    (out.into(), entry)
                 }
-                out.into()
             }
+        };
+        let mut shard = self.shard(c.key);
+        // One lookup for a known key: decide and update in place.
+        if let Some(e) = shard.map.get_mut(c.key) {
+            let live = (e.expires > now).then_some(e.state);
+            let (out, entry) = decide(live);
+            if let Some(entry) = entry {
+                *e = entry;
+            }
+            return out;
         }
+        let (out, entry) = decide(None);
+        if let Some(entry) = entry {
+            self.put(&mut shard, c.key, entry, now);
+        }
+        out
     }
 
     /// Gives back an allowed charge synchronously.

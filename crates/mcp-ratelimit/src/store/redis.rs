@@ -295,6 +295,64 @@ impl RedisStore {
         format!("{}:{{{}}}", self.prefix, key)
     }
 
+    /// Takes many charges in one round trip: a pipeline of EVALSHA calls (the scripts
+    /// are loaded and the pipeline resent once if Redis has lost them). Each charge is
+    /// atomic on its own; outcomes come back in order.
+    ///
+    /// # Errors
+    /// When Redis fails or answers something unexpected.
+    pub async fn charge_batch(
+        &self,
+        charges: &[Charge<'_>],
+    ) -> Result<Vec<StoreOutcome>, StoreError> {
+        let mut pipe = redis::pipe();
+        for c in charges {
+            let mut cmd = redis::cmd("EVALSHA");
+            let now = c.now.as_micros();
+            match c.algorithm {
+                Algorithm::Gcra => {
+                    let g = Gcra::of(c.quota);
+                    cmd.arg(self.scripts.gcra_charge.get_hash())
+                        .arg(1)
+                        .arg(self.redis_key(c.key))
+                        .arg(now)
+                        .arg(g.interval)
+                        .arg(g.burst);
+                }
+                Algorithm::SlidingWindow => {
+                    let w = Window::of(c.quota);
+                    cmd.arg(self.scripts.window_charge.get_hash())
+                        .arg(1)
+                        .arg(self.redis_key(c.key))
+                        .arg(now)
+                        .arg(w.window)
+                        .arg(w.limit);
+                }
+            }
+            cmd.arg(c.cost).arg(TTL_SLACK_MS);
+            pipe.add_command(cmd);
+        }
+        let mut conn = self.conn.clone();
+        let replies: Vec<Vec<i64>> = match pipe.query_async(&mut conn).await {
+            Ok(r) => r,
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                self.scripts
+                    .gcra_charge
+                    .load_async(&mut conn)
+                    .await
+                    .map_err(unavailable)?;
+                self.scripts
+                    .window_charge
+                    .load_async(&mut conn)
+                    .await
+                    .map_err(unavailable)?;
+                pipe.query_async(&mut conn).await.map_err(unavailable)?
+            }
+            Err(e) => return Err(unavailable(e)),
+        };
+        replies.iter().map(|r| outcome(r)).collect()
+    }
+
     /// The connection, for callers that want to share it.
     #[must_use]
     pub fn connection(&self) -> ConnectionManager {
