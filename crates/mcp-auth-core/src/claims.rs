@@ -249,7 +249,10 @@ mod tests {
 
     use super::*;
 
-    #[expect(clippy::needless_pass_by_value, reason = "test helper called with json! literals")]
+    #[expect(
+        clippy::needless_pass_by_value,
+        reason = "test helper called with json! literals"
+    )]
     fn map(mapping: &ClaimMapping, claims: Value) -> Result<MappedClaims, TokenRejection> {
         mapping.map(claims.as_object().unwrap())
     }

@@ -554,7 +554,10 @@ pub(crate) mod tests {
         assert!(!format!("{key:?}").contains("0123456789"));
     }
 
-    #[expect(clippy::needless_pass_by_value, reason = "test helper called with json! literals")]
+    #[expect(
+        clippy::needless_pass_by_value,
+        reason = "test helper called with json! literals"
+    )]
     fn rsa_jwk(extra: serde_json::Value) -> serde_json::Value {
         let key = VerifyingKey::from_pem(RSA_PUBLIC).unwrap();
         let jwk = Jwk::from_decoding_key(key.decoding_key(), Some(Algorithm::RS256)).unwrap();

@@ -597,7 +597,10 @@ pub(crate) mod tests {
         validator().validate(token, &rsa_keys()).unwrap_err()
     }
 
-    #[expect(clippy::needless_pass_by_value, reason = "test helper called with json! literals")]
+    #[expect(
+        clippy::needless_pass_by_value,
+        reason = "test helper called with json! literals"
+    )]
     fn with_claims(patch: Value) -> String {
         let mut c = claims();
         for (k, v) in patch.as_object().unwrap() {
