@@ -15,7 +15,7 @@ use crate::error::{SinkError, StoreError};
 use crate::event::AuditEvent;
 use crate::sink::AuditSink;
 use crate::time::Timestamp;
-use columns::{COLUMNS, Row, decode_row};
+use columns::{Row, decode_row};
 use query::{Arg, Dialect, Sql};
 
 pub use export::ExportFormat;
@@ -445,8 +445,11 @@ impl AuditStore {
 
 #[cfg(feature = "sqlite")]
 fn sqlite_insert_sql(rows: usize) -> String {
-    let n = COLUMNS.len();
-    let mut sql = format!("INSERT INTO audit_events ({}) VALUES ", COLUMNS.join(", "));
+    let n = columns::COLUMNS.len();
+    let mut sql = format!(
+        "INSERT INTO audit_events ({}) VALUES ",
+        columns::COLUMNS.join(", ")
+    );
     for r in 0..rows {
         if r > 0 {
             sql.push(',');
