@@ -1,0 +1,471 @@
+//! The tower layer: times each HTTP request, records MCP method, tool and status, and runs the
+//! request inside a span carrying the request context (and the caller's trace parent).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Limited};
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
+use tracing::Span;
+use tracing::field::Empty;
+
+use crate::envelope::McpRequestInfo;
+use crate::families::{McpMetrics, Resolved};
+use crate::traceparent::TraceParent;
+
+/// A boxed error, as used by tower and hyper.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The request id header read by default.
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+/// The MCP session header of the Streamable HTTP transport.
+pub const SESSION_HEADER: HeaderName = HeaderName::from_static("mcp-session-id");
+/// The W3C trace context header.
+pub const TRACEPARENT_HEADER: HeaderName = HeaderName::from_static("traceparent");
+
+/// The longest request id or session id copied from a header into the span.
+const MAX_ID_LEN: usize = 128;
+
+/// Layer that records [`McpMetrics`] and opens the `mcp.request` span for each request.
+///
+/// The MCP envelope is taken from a [`McpRequestInfo`] in the request extensions (put there by
+/// an outer layer that has already parsed the JSON-RPC body and authenticated the caller).
+/// Only when none is present and [`MetricsLayer::parse_body`] was enabled does this layer read
+/// the body itself, and only when the body's size is known and within the limit; the parsed
+/// info is then inserted into the extensions for the layers below.
+///
+/// Duration is measured to the response head (streamed bodies are not waited for). A request
+/// whose future is dropped before it completes is not counted.
+#[derive(Debug, Clone)]
+pub struct MetricsLayer {
+    metrics: Arc<McpMetrics>,
+    parse_body_limit: Option<usize>,
+    request_id_header: HeaderName,
+    ids: Arc<AtomicU64>,
+    id_seed: u64,
+}
+
+/// What every [`MetricsService`] made by one layer shares.
+#[derive(Debug)]
+struct Shared {
+    metrics: Arc<McpMetrics>,
+    parse_body_limit: Option<usize>,
+    request_id_header: HeaderName,
+    ids: Arc<AtomicU64>,
+    id_seed: u64,
+}
+
+impl MetricsLayer {
+    /// A layer recording into `metrics`, without body parsing.
+    pub fn new(metrics: Arc<McpMetrics>) -> Self {
+        use std::hash::{BuildHasher, RandomState};
+        Self {
+            metrics,
+            parse_body_limit: None,
+            request_id_header: REQUEST_ID_HEADER,
+            ids: Arc::new(AtomicU64::new(0)),
+            id_seed: RandomState::new().hash_one("mcp-metrics request ids"),
+        }
+    }
+
+    /// Parses the JSON-RPC body when no [`McpRequestInfo`] is in the extensions and the body's
+    /// size is known to be at most `max_bytes`.
+    #[must_use]
+    pub fn parse_body(mut self, max_bytes: usize) -> Self {
+        self.parse_body_limit = Some(max_bytes);
+        self
+    }
+
+    /// Reads the request id from `header` instead of `x-request-id`.
+    #[must_use]
+    pub fn request_id_header(mut self, header: HeaderName) -> Self {
+        self.request_id_header = header;
+        self
+    }
+}
+
+impl<S> Layer<S> for MetricsLayer {
+    type Service = MetricsService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        MetricsService {
+            inner,
+            shared: Arc::new(Shared {
+                metrics: Arc::clone(&self.metrics),
+                parse_body_limit: self.parse_body_limit,
+                request_id_header: self.request_id_header.clone(),
+                ids: Arc::clone(&self.ids),
+                id_seed: self.id_seed,
+            }),
+        }
+    }
+}
+
+/// The service made by [`MetricsLayer`].
+#[derive(Debug, Clone)]
+pub struct MetricsService<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> MetricsService<S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= MAX_ID_LEN)
+}
+
+/// The request's span. Fields follow the OpenTelemetry conventions where they exist
+/// (`mcp.method.name`, `mcp.session.id`, `gen_ai.tool.name`, `http.*`).
+fn make_span(shared: &Shared, parts: &http::request::Parts, info: Option<&McpRequestInfo>) -> Span {
+    let method = info.map(|i| i.method.as_str());
+    let tool = info.and_then(|i| i.tool.as_deref());
+    let otel_name = match (method, tool) {
+        (Some(m), Some(t)) => format!("{m} {t}"),
+        (Some(m), None) => m.to_owned(),
+        (None, _) => format!("HTTP {}", parts.method),
+    };
+    let span = tracing::info_span!(
+        "mcp.request",
+        otel.name = %otel_name,
+        otel.kind = "server",
+        otel.status_code = Empty,
+        request_id = Empty,
+        subject = info.and_then(|i| i.subject.as_deref()),
+        tenant = info.and_then(|i| i.tenant.as_deref()),
+        mcp.session.id = Empty,
+        mcp.method.name = method,
+        gen_ai.tool.name = tool,
+        http.request.method = %parts.method,
+        url.path = parts.uri.path(),
+        http.response.status_code = Empty,
+        trace_id = Empty,
+    );
+    if span.is_disabled() {
+        return span;
+    }
+    match header_str(&parts.headers, &shared.request_id_header) {
+        Some(id) => span.record("request_id", id),
+        None => {
+            let n = shared.ids.fetch_add(1, Ordering::Relaxed);
+            span.record(
+                "request_id",
+                format!("{:016x}", shared.id_seed ^ n).as_str(),
+            )
+        }
+    };
+    let session = info
+        .and_then(|i| i.session.as_deref())
+        .or_else(|| header_str(&parts.headers, &SESSION_HEADER));
+    if let Some(session) = session {
+        span.record("mcp.session.id", session);
+    }
+    // The MCP `_meta.traceparent` is more specific than the HTTP header (it survives proxies
+    // and is set per message), so it wins.
+    let traceparent = info.and_then(|i| i.traceparent).or_else(|| {
+        parts
+            .headers
+            .get(TRACEPARENT_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| TraceParent::parse(v).ok())
+    });
+    if let Some(tp) = traceparent {
+        span.record("trace_id", tp.trace_id_hex().as_str());
+        #[cfg(feature = "otel")]
+        crate::otel::set_remote_parent(&span, &tp);
+    }
+    span
+}
+
+fn finish(span: &Span, status: u16) {
+    span.record("http.response.status_code", status);
+    if status == 0 || status >= 500 {
+        span.record("otel.status_code", "ERROR");
+    }
+    tracing::debug!(parent: span, status, "request finished");
+}
+
+impl<S, B, ResBody> Service<Request<B>> for MetricsService<S>
+where
+    S: Service<Request<MetricsBody<B>>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ResBody: Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let start = Instant::now();
+        let shared = Arc::clone(&self.shared);
+        let (mut parts, body) = req.into_parts();
+        let info = parts.extensions.get::<McpRequestInfo>();
+
+        let parse_limit = shared.parse_body_limit.filter(|limit| {
+            info.is_none()
+                && parts.method == http::Method::POST
+                && body.size_hint().upper().is_some_and(|n| n <= *limit as u64)
+        });
+        if let Some(limit) = parse_limit {
+            // Take the service that was driven to readiness, leave a clone in its place.
+            let clone = self.inner.clone();
+            let mut inner = std::mem::replace(&mut self.inner, clone);
+            let metrics = Arc::clone(&shared.metrics);
+            let fut = async move {
+                let (body, info) = match Limited::new(body, limit).collect().await {
+                    Ok(collected) => {
+                        let bytes = collected.to_bytes();
+                        let info = McpRequestInfo::from_json_rpc(&bytes);
+                        (MetricsBody::buffered(bytes), info)
+                    }
+                    Err(error) => (MetricsBody::failed(error), None),
+                };
+                let labels = resolve(&shared.metrics, info.as_ref());
+                let span = make_span(&shared, &parts, info.as_ref());
+                if let Some(info) = info {
+                    parts.extensions.insert(info);
+                }
+                let call = {
+                    let _entered = span.enter();
+                    inner.call(Request::from_parts(parts, body))
+                };
+                let result = tracing::Instrument::instrument(call, span.clone()).await;
+                Done {
+                    result,
+                    labels,
+                    span,
+                }
+            };
+            return ResponseFuture {
+                kind: Kind::Parsing { fut: Box::pin(fut) },
+                labels: None,
+                span: Span::none(),
+                metrics: Some(metrics),
+                start,
+            };
+        }
+
+        let labels = resolve(&shared.metrics, info);
+        if let Some(McpRequestInfo {
+            subject: Some(subject),
+            tenant,
+            ..
+        }) = info
+        {
+            shared
+                .metrics
+                .record_active_user(tenant.as_deref(), subject.as_str());
+        }
+        let span = make_span(&shared, &parts, info);
+        let fut = {
+            let _entered = span.enter();
+            self.inner
+                .call(Request::from_parts(parts, MetricsBody::passthrough(body)))
+        };
+        ResponseFuture {
+            kind: Kind::Direct { fut },
+            labels: Some(labels),
+            span,
+            metrics: Some(Arc::clone(&shared.metrics)),
+            start,
+        }
+    }
+}
+
+fn resolve(metrics: &McpMetrics, info: Option<&McpRequestInfo>) -> Resolved {
+    metrics.resolve(
+        info.map(|i| i.method.as_str()),
+        info.and_then(|i| i.tool.as_deref()),
+        info.and_then(|i| i.tenant.as_deref()),
+    )
+}
+
+/// What the body-parsing path hands back to [`ResponseFuture`].
+struct Done<R, E> {
+    result: Result<R, E>,
+    labels: Resolved,
+    span: Span,
+}
+
+type BoxedCall<R, E> = Pin<Box<dyn Future<Output = Done<Response<R>, E>> + Send>>;
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F, R, E> {
+        Direct { #[pin] fut: F },
+        Parsing { fut: BoxedCall<R, E> },
+    }
+}
+
+pin_project! {
+    /// The future of [`MetricsService`]: records the request when the response head is ready.
+    pub struct ResponseFuture<F, R, E> {
+        #[pin]
+        kind: Kind<F, R, E>,
+        labels: Option<Resolved>,
+        span: Span,
+        metrics: Option<Arc<McpMetrics>>,
+        start: Instant,
+    }
+}
+
+impl<F, R, E> std::fmt::Debug for ResponseFuture<F, R, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, R, E> Future for ResponseFuture<F, R, E>
+where
+    F: Future<Output = Result<Response<R>, E>>,
+{
+    type Output = Result<Response<R>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let (result, labels, span) = match this.kind.project() {
+            KindProj::Direct { fut } => {
+                let result = {
+                    let _entered = this.span.enter();
+                    ready!(fut.poll(cx))
+                };
+                let span = std::mem::replace(this.span, Span::none());
+                (result, this.labels.take(), span)
+            }
+            KindProj::Parsing { fut } => {
+                let done = ready!(fut.as_mut().poll(cx));
+                (done.result, Some(done.labels), done.span)
+            }
+        };
+        if let (Some(metrics), Some(labels)) = (this.metrics.take(), labels) {
+            let status = match &result {
+                Ok(response) => response.status().as_u16(),
+                Err(_) => 0,
+            };
+            metrics.observe_resolved(&labels, status, this.start.elapsed());
+            finish(&span, status);
+        }
+        Poll::Ready(result)
+    }
+}
+
+pin_project! {
+    /// The request body the inner service sees: the original body, or the bytes this layer
+    /// read to parse the JSON-RPC envelope.
+    pub struct MetricsBody<B> {
+        #[pin]
+        kind: BodyKind<B>,
+    }
+}
+
+pin_project! {
+    #[project = BodyKindProj]
+    enum BodyKind<B> {
+        Passthrough { #[pin] inner: B },
+        Buffered { data: Option<Bytes> },
+        Failed { error: Option<BoxError> },
+    }
+}
+
+impl<B> MetricsBody<B> {
+    fn passthrough(inner: B) -> Self {
+        Self {
+            kind: BodyKind::Passthrough { inner },
+        }
+    }
+
+    fn buffered(data: Bytes) -> Self {
+        Self {
+            kind: BodyKind::Buffered {
+                data: (!data.is_empty()).then_some(data),
+            },
+        }
+    }
+
+    fn failed(error: BoxError) -> Self {
+        Self {
+            kind: BodyKind::Failed { error: Some(error) },
+        }
+    }
+}
+
+impl<B> std::fmt::Debug for MetricsBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.kind {
+            BodyKind::Passthrough { .. } => "passthrough",
+            BodyKind::Buffered { .. } => "buffered",
+            BodyKind::Failed { .. } => "failed",
+        };
+        f.debug_struct("MetricsBody").field("kind", &kind).finish()
+    }
+}
+
+impl<B> Body for MetricsBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.project().kind.project() {
+            BodyKindProj::Passthrough { inner } => inner.poll_frame(cx).map_err(Into::into),
+            BodyKindProj::Buffered { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            BodyKindProj::Failed { error } => Poll::Ready(error.take().map(Err)),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            BodyKind::Passthrough { inner } => inner.is_end_stream(),
+            BodyKind::Buffered { data } => data.is_none(),
+            BodyKind::Failed { error } => error.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            BodyKind::Passthrough { inner } => inner.size_hint(),
+            BodyKind::Buffered { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+            BodyKind::Failed { .. } => SizeHint::default(),
+        }
+    }
+}
