@@ -1,19 +1,53 @@
 //! # mcp-auth-core: who is calling
 //!
 //! Turns the credentials an MCP client presents into a [`Principal`]: JWTs verified against
-//! static keys, JWKS URLs or OIDC discovery; API keys; a revocation list; RFC 9728
-//! protected-resource metadata and RFC 6750 challenges; a tower layer and an axum extractor.
+//! static keys, JWKS URLs or OIDC discovery ([`jwt`], [`jwks`]); API keys hashed with a
+//! server-side pepper ([`api_key`]); a revocation list ([`revocation`]); RFC 9728
+//! protected-resource metadata and RFC 6750 challenges ([`resource`], [`BearerChallenge`]);
+//! a tower layer and an axum extractor ([`layer`]); a local token issuer for development
+//! and tests ([`issuer`]); background refresh of tokens the server holds ([`refresh`]).
+//!
+//! The request path: a [`CredentialExtractor`] takes the credential from the request
+//! (`Authorization: Bearer` or the API-key header; never the query string), an
+//! [`Authenticator`] (usually an [`AuthChain`] of a [`jwt::JwtAuthenticator`] and an
+//! [`ApiKeyAuthenticator`]) turns it into a [`Principal`] or an [`AuthError`], and the
+//! error knows its HTTP status and challenge.
 //!
 //! ```
-//! use mcp_auth_core::{AuthMethod, Principal};
+//! use std::sync::Arc;
+//! use mcp_auth_core::issuer::{IssueRequest, LocalIssuer};
+//! use mcp_auth_core::jwt::{JwtAuthenticator, JwtValidator, KeySet};
+//! use mcp_auth_core::{AuthChain, Authenticator, Credential, Secret};
 //!
-//! let alice = Principal::builder("alice", AuthMethod::Local)
-//!     .tenant("acme")
-//!     .roles(["user"])
-//!     .scopes(["mcp:tools"])
-//!     .build();
-//! assert!(alice.has_scope("mcp:tools"));
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // A development issuer; in production the keys come from a JWKS URL or discovery.
+//! let issuer = LocalIssuer::builder("https://auth.example", "https://mcp.example/mcp").build()?;
+//! let validator = JwtValidator::builder()
+//!     .issuer("https://auth.example")
+//!     .audience("https://mcp.example/mcp")
+//!     .algorithms([issuer.algorithm()])
+//!     .build()?;
+//! let keys = Arc::new(KeySet::from_jwk_set(&issuer.jwks(), 16));
+//! let chain = AuthChain::new().with(JwtAuthenticator::builder(validator, keys).build());
+//!
+//! let token = issuer.issue(&IssueRequest::new("alice").tenant("acme").scopes(["mcp:tools"]))?;
+//! let alice = chain
+//!     .authenticate(&Credential::Bearer(Secret::new(token.token.expose())))
+//!     .await?;
+//! assert_eq!(alice.subject(), "alice");
 //! assert_eq!(alice.tenant(), Some("acme"));
+//! assert!(alice.has_scope("mcp:tools"));
+//!
+//! // A bad token is a 401 with `error="invalid_token"`; the detail stays in the logs.
+//! let err = chain
+//!     .authenticate(&Credential::Bearer(Secret::new("not.a.token")))
+//!     .await
+//!     .unwrap_err();
+//! assert_eq!(err.status(), 401);
+//! assert_eq!(err.public_body(), r#"{"error":"invalid_token"}"#);
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! ## Feature flags
