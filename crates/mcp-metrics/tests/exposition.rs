@@ -1,6 +1,13 @@
 //! Every family renders with its documented name, type and labels; `/metrics` is served with
 //! the OpenMetrics content type over loopback and passes `promtool check metrics`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers outside #[test] functions: a failure must fail the test"
+)]
+
 mod common;
 
 use std::collections::BTreeSet;
