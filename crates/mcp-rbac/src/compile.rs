@@ -155,12 +155,74 @@ type RuleId = u32;
 /// Subject id -> (tenant, role id) grants made by the policy itself.
 type Assignments = FxHashMap<Box<str>, Vec<(Option<Box<str>>, u32)>>;
 
+/// An action pattern as an index entry holds it: exact actions are interned to numbers so
+/// that checking one is an integer comparison, without touching the rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ActionKey {
+    /// The interned id of an exact action.
+    Exact(u32),
+    /// The position of a wildcard action pattern in [`Actions::patterns`].
+    Pattern(u32),
+}
+
+/// The policy's distinct action patterns.
+#[derive(Clone, Debug, Default)]
+struct Actions {
+    ids: FxHashMap<Box<str>, u32>,
+    patterns: Vec<Pattern>,
+}
+
+impl Actions {
+    fn key(&mut self, pattern: &Pattern) -> ActionKey {
+        if pattern.is_exact() {
+            let next = u32::try_from(self.ids.len()).unwrap_or(u32::MAX);
+            ActionKey::Exact(*self.ids.entry(pattern.as_str().into()).or_insert(next))
+        } else {
+            let at = match self.patterns.iter().position(|p| p == pattern) {
+                Some(at) => at,
+                None => {
+                    self.patterns.push(pattern.clone());
+                    self.patterns.len() - 1
+                }
+            };
+            ActionKey::Pattern(u32::try_from(at).unwrap_or(u32::MAX))
+        }
+    }
+
+    fn query<'a>(&'a self, action: &'a str) -> ActionQuery<'a> {
+        ActionQuery {
+            id: self.ids.get(action).copied(),
+            action,
+            patterns: &self.patterns,
+        }
+    }
+}
+
+/// The request's action, resolved once per decision.
+struct ActionQuery<'a> {
+    id: Option<u32>,
+    action: &'a str,
+    patterns: &'a [Pattern],
+}
+
+impl ActionQuery<'_> {
+    #[inline]
+    fn matches(&self, key: ActionKey) -> bool {
+        match key {
+            ActionKey::Exact(id) => self.id == Some(id),
+            ActionKey::Pattern(at) => self
+                .patterns
+                .get(at as usize)
+                .is_some_and(|p| p.matches(self.action)),
+        }
+    }
+}
+
 /// One (action pattern, resource pattern) pair of a rule, as stored in an [`Index`].
 #[derive(Clone, Copy, Debug)]
 struct Entry {
     rule: RuleId,
-    /// Which of the rule's action patterns this entry stands for.
-    action: u16,
+    action: ActionKey,
     deny: bool,
 }
 
@@ -179,12 +241,12 @@ struct Index {
 }
 
 impl Index {
-    fn insert(&mut self, rule: RuleId, info: &RuleInfo) {
+    fn insert(&mut self, rule: RuleId, info: &RuleInfo, actions: &mut Actions) {
         let deny = info.kind == RuleKind::Deny;
-        for action in 0..info.actions.len() {
+        for action in &info.actions {
             let entry = Entry {
                 rule,
-                action: u16::try_from(action).unwrap_or(u16::MAX),
+                action: actions.key(action),
                 deny,
             };
             for pattern in &info.resources {
@@ -215,18 +277,11 @@ impl Index {
     #[inline]
     fn visit(
         &self,
-        rules: &[RuleInfo],
-        action: &str,
+        action: &ActionQuery<'_>,
         resource: &str,
         f: &mut impl FnMut(RuleId, bool) -> bool,
     ) -> bool {
-        let mut hit = |e: &Entry| {
-            rules
-                .get(e.rule as usize)
-                .and_then(|info| info.actions.get(usize::from(e.action)))
-                .is_some_and(|p| p.matches(action))
-                && f(e.rule, e.deny)
-        };
+        let mut hit = |e: &Entry| action.matches(e.action) && f(e.rule, e.deny);
         if self.any.iter().any(&mut hit) {
             return true;
         }
@@ -305,6 +360,7 @@ pub struct Policy {
     /// Subject id -> (tenant, role id) grants made by the policy itself.
     assignments: Assignments,
     bindings: Index,
+    actions: Actions,
 }
 
 impl fmt::Debug for Policy {
@@ -369,6 +425,7 @@ impl Policy {
             role_ids: FxHashMap::default(),
             assignments: FxHashMap::default(),
             bindings: Index::default(),
+            actions: Actions::default(),
         }
     }
 
@@ -456,9 +513,9 @@ impl Policy {
         let from_subject = subject
             .role_grants()
             .filter_map(move |g| Some((self.role_ids.get(g.role).copied()?, g.tenant)));
-        let from_policy = self
-            .assignments
-            .get(subject.subject_id())
+        let from_policy = (!self.assignments.is_empty())
+            .then(|| self.assignments.get(subject.subject_id()))
+            .flatten()
             .into_iter()
             .flatten()
             .map(|(tenant, role)| (*role, tenant.as_deref()));
@@ -490,6 +547,7 @@ impl Policy {
             (Some(_), None) => true,
             (None, _) => false,
         };
+        let action = self.actions.query(request.action);
         let mut allowed: Option<Reason<'_>> = None;
         let mut failure = Reason::NoMatchingRule;
         for grant in self.grants(subject, acting, cross) {
@@ -499,11 +557,8 @@ impl Policy {
             // One pass over the role's matching rules: a deny ends the decision at once
             // (deny wins); the first allow whose conditions hold is kept.
             let mut deny = None;
-            role.index.visit(
-                &self.rules,
-                request.action,
-                request.resource,
-                &mut |r, is_deny| {
+            role.index
+                .visit(&action, request.resource, &mut |r, is_deny| {
                     let Some(rule) = self.rules.get(r as usize) else {
                         return false;
                     };
@@ -522,8 +577,7 @@ impl Policy {
                         }
                     }
                     false
-                },
-            );
+                });
             if let Some(rule) = deny {
                 return Decision::new(Reason::DeniedByRule {
                     role: &role.name,
@@ -536,18 +590,13 @@ impl Policy {
         };
         if check_args && !self.bindings.is_empty() {
             let mut violation = None;
-            self.bindings.visit(
-                &self.rules,
-                request.action,
-                request.resource,
-                &mut |r, _| {
-                    let Some(rule) = self.rules.get(r as usize) else {
-                        return false;
-                    };
-                    violation = check_args_of(rule, subject, request, acting);
-                    violation.is_some()
-                },
-            );
+            self.bindings.visit(&action, request.resource, &mut |r, _| {
+                let Some(rule) = self.rules.get(r as usize) else {
+                    return false;
+                };
+                violation = check_args_of(rule, subject, request, acting);
+                violation.is_some()
+            });
             if let Some(v) = violation {
                 return Decision::new(v);
             }
@@ -839,13 +888,14 @@ impl Compiler {
             }
             own.push(lists);
         }
+        let mut actions = Actions::default();
         let mut bindings = Index::default();
         for (i, binding) in doc.bindings.iter().enumerate() {
             let path = index_path("bindings", i);
             if let Some(id) = self.rule("", RuleKind::Binding, i, &binding.rule, &path)
                 && let Some(info) = self.rules.get(id as usize)
             {
-                bindings.insert(id, info);
+                bindings.insert(id, info, &mut actions);
             }
         }
         // Assignments.
@@ -915,7 +965,7 @@ impl Compiler {
                 };
                 for (_, id) in set {
                     if let Some(info) = self.rules.get(id as usize) {
-                        compiled.index.insert(id, info);
+                        compiled.index.insert(id, info, &mut actions);
                     }
                 }
                 compiled
@@ -928,6 +978,7 @@ impl Compiler {
             role_ids,
             assignments,
             bindings,
+            actions,
         })
     }
 
