@@ -589,6 +589,7 @@ impl Writer {
                         self.finish().await;
                         return;
                     }
+                    let mut shutdown = None;
                     for msg in msgs.drain(..) {
                         match msg {
                             Msg::Event(event) => self.push(*event).await,
@@ -596,21 +597,24 @@ impl Writer {
                                 let report = self.flush_all().await;
                                 let _ = reply.send(report);
                             }
-                            Msg::Shutdown(reply) => {
-                                rx.close();
-                                while let Some(msg) = rx.recv().await {
-                                    match msg {
-                                        Msg::Event(event) => self.push(*event).await,
-                                        Msg::Flush(r) | Msg::Shutdown(r) => {
-                                            let _ = r.send(FlushReport { spool_pending: self.spool_pending() });
-                                        }
-                                    }
+                            // Events after the shutdown request in this batch were accepted
+                            // too: keep handling them before closing.
+                            Msg::Shutdown(reply) => shutdown = Some(reply),
+                        }
+                    }
+                    if let Some(reply) = shutdown {
+                        rx.close();
+                        while let Some(msg) = rx.recv().await {
+                            match msg {
+                                Msg::Event(event) => self.push(*event).await,
+                                Msg::Flush(r) | Msg::Shutdown(r) => {
+                                    let _ = r.send(FlushReport { spool_pending: self.spool_pending() });
                                 }
-                                let report = self.finish().await;
-                                let _ = reply.send(report);
-                                return;
                             }
                         }
+                        let report = self.finish().await;
+                        let _ = reply.send(report);
+                        return;
                     }
                 }
                 () = sleep_until(deadline), if deadline.is_some() => self.on_timer().await,

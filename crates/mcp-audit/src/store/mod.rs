@@ -459,7 +459,8 @@ fn sqlite_insert_sql(rows: usize) -> String {
             if c > 0 {
                 sql.push(',');
             }
-            sql.push_str(&format!("?{}", r * n + c + 1));
+            // Anonymous `?` (see `Sql::arg`): binding numbered parameters is quadratic.
+            sql.push('?');
         }
         sql.push(')');
     }

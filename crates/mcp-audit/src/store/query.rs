@@ -206,12 +206,15 @@ impl Sql {
         }
     }
 
-    /// Adds an argument and returns its placeholder.
+    /// Adds an argument and returns its placeholder; placeholders must appear in the text
+    /// in the order the arguments were added.
     pub(crate) fn arg(&mut self, arg: Arg) -> String {
         let is_id = matches!(arg, Arg::Id(_));
         self.args.push(arg);
         match (self.dialect, is_id) {
-            (Dialect::Sqlite, _) => format!("?{}", self.args.len()),
+            // Anonymous `?`: numbered `?NNN` parameters make SQLite look each one up in a
+            // list on every bind, which is quadratic in the number of parameters.
+            (Dialect::Sqlite, _) => "?".to_owned(),
             (Dialect::Postgres, true) => format!("${}::uuid", self.args.len()),
             (Dialect::Postgres, false) => format!("${}", self.args.len()),
         }
