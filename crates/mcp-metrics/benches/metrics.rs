@@ -1,3 +1,167 @@
-//! Criterion benches for the metric families and the tower layer.
+//! Criterion benches: `metrics/record_request` (counter + histogram for one MCP call),
+//! `metrics/observe_tool_call` (everything the layer records for a tool call), and
+//! `metrics/layer_overhead/*` (a trivial axum handler with and without the layer, in process
+//! and over loopback HTTP/1.1 keep-alive).
 
-fn main() {}
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    reason = "benchmark set-up: a failure must stop the bench"
+)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::post;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::Request;
+use mcp_metrics::logging::{self, LogConfig};
+use mcp_metrics::{McpMetrics, McpRequestInfo, MetricsConfig, MetricsLayer, RequestRecord};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tower::ServiceExt;
+use tower::util::MapRequestLayer;
+
+fn metrics() -> Arc<McpMetrics> {
+    Arc::new(McpMetrics::new(&MetricsConfig::default()).unwrap())
+}
+
+fn record(c: &mut Criterion) {
+    let m = metrics();
+    let call = RequestRecord {
+        method: Some("tools/call"),
+        tool: Some("search"),
+        tenant: Some("acme"),
+        status: 200,
+        duration: Duration::from_micros(850),
+    };
+    let mut group = c.benchmark_group("metrics");
+    group.bench_function("record_request", |b| {
+        b.iter(|| m.record_request(black_box(&call)))
+    });
+    group.bench_function("observe_tool_call", |b| {
+        b.iter(|| m.observe(black_box(&call)))
+    });
+    group.finish();
+}
+
+/// The outer layer's parsed envelope, the same in both variants.
+fn with_info(mut req: Request<Body>) -> Request<Body> {
+    req.extensions_mut().insert(
+        McpRequestInfo::new("tools/call")
+            .with_tool("search")
+            .with_tenant("acme")
+            .with_subject("alice")
+            .with_session("s-1"),
+    );
+    req
+}
+
+fn routers() -> (Router, Router) {
+    let plain = Router::new()
+        .route("/mcp", post(|| async { "ok" }))
+        .layer(MapRequestLayer::new(with_info));
+    let measured = Router::new()
+        .route("/mcp", post(|| async { "ok" }))
+        .layer(MetricsLayer::new(metrics()))
+        .layer(MapRequestLayer::new(with_info));
+    (plain, measured)
+}
+
+fn request() -> Request<Body> {
+    Request::post("/mcp").body(Body::empty()).unwrap()
+}
+
+fn layer_in_process(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let (plain, measured) = routers();
+    let mut group = c.benchmark_group("metrics/layer_overhead");
+    group.bench_function("without_layer", |b| {
+        b.to_async(&rt).iter(|| plain.clone().oneshot(request()))
+    });
+    group.bench_function("with_layer", |b| {
+        b.to_async(&rt).iter(|| measured.clone().oneshot(request()))
+    });
+    // With an info-level JSON subscriber installed, so the request span is live (its lines go
+    // to a sink; no line is written per request at info).
+    let subscriber = logging::subscriber(
+        &LogConfig::json().filter("info").use_rust_log(false),
+        std::io::sink,
+    )
+    .unwrap();
+    let guard = tracing::subscriber::set_default(subscriber);
+    group.bench_function("with_layer_and_info_logs", |b| {
+        b.to_async(&rt).iter(|| measured.clone().oneshot(request()))
+    });
+    drop(guard);
+    group.finish();
+}
+
+/// One keep-alive HTTP/1.1 connection to a loopback server running `app`.
+struct Client {
+    stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    async fn connect(app: Router) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        Self {
+            stream,
+            buf: Vec::with_capacity(1024),
+        }
+    }
+
+    /// Sends one POST and reads the whole response (`ok`, length known).
+    async fn round_trip(&mut self) {
+        self.stream
+            .write_all(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        self.buf.clear();
+        let mut chunk = [0u8; 512];
+        loop {
+            let n = self.stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "server closed the connection");
+            self.buf.extend_from_slice(&chunk[..n]);
+            if self.buf.windows(4).any(|w| w == b"\r\n\r\n") && self.buf.ends_with(b"ok") {
+                return;
+            }
+        }
+    }
+}
+
+fn layer_over_http(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (plain, measured) = routers();
+    let plain = Arc::new(tokio::sync::Mutex::new(rt.block_on(Client::connect(plain))));
+    let measured = Arc::new(tokio::sync::Mutex::new(
+        rt.block_on(Client::connect(measured)),
+    ));
+    let mut group = c.benchmark_group("metrics/layer_overhead_http");
+    group.bench_function("without_layer", |b| {
+        b.to_async(&rt)
+            .iter(|| async { plain.lock().await.round_trip().await })
+    });
+    group.bench_function("with_layer", |b| {
+        b.to_async(&rt)
+            .iter(|| async { measured.lock().await.round_trip().await })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, record, layer_in_process, layer_over_http);
+criterion_main!(benches);

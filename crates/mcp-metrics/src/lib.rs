@@ -1,4 +1,144 @@
 //! Observability for MCP servers: Prometheus metric families, a tower layer, logs and traces.
+//!
+//! `mcp-metrics` answers "how is it going?" for an MCP server or gateway. It exports the MCP
+//! metric families on [prometheus-client](prometheus_client) with **bounded label
+//! cardinality**, times HTTP/MCP requests in a tower layer, serves `/metrics` as OpenMetrics
+//! text, sets up JSON or human-readable logs whose lines carry the request context, and
+//! exports OpenTelemetry traces over OTLP/HTTP (feature `otel`). It depends on no other crate
+//! of the workspace. Ready-made Grafana dashboard and Prometheus alert rules live in the
+//! repository's `docs/grafana/` and `docs/prometheus/`; a test keeps them in step with
+//! [`FAMILY_NAMES`].
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use mcp_metrics::{AuthOutcome, LabelLimit, McpMetrics, MetricsConfig, RequestRecord};
+//!
+//! let config = MetricsConfig::default()
+//!     .tenants(LabelLimit::fixed(["acme", "globex"])) // anything else is `other`
+//!     .tools(LabelLimit::learned(100));               // the first 100 tools seen, then `other`
+//! let metrics = Arc::new(McpMetrics::new(&config)?);
+//!
+//! metrics.observe(&RequestRecord {
+//!     method: Some("tools/call"),
+//!     tool: Some("search"),
+//!     tenant: Some("acme"),
+//!     status: 200,
+//!     duration: Duration::from_millis(42),
+//! });
+//! metrics.record_auth(Some("initech"), "jwt", AuthOutcome::Expired);
+//! metrics.record_active_user(Some("acme"), "user-123"); // hashed, never a label
+//!
+//! let text = metrics.encode()?;
+//! assert!(text.contains(r#"mcp_tool_calls_total{tool="search",tenant="acme",outcome="success"} 1"#));
+//! assert!(text.contains(r#"mcp_auth_events_total{tenant="other",method="jwt",outcome="expired"} 1"#));
+//! assert!(text.contains(r#"mcp_concurrent_users{tenant="acme"} 1"#));
+//! assert!(text.ends_with("# EOF\n"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! With tower or axum, put [`MetricsLayer`] inside the layer that parses the JSON-RPC envelope
+//! and authenticates the caller, and hand it a [`McpRequestInfo`] in the request extensions so
+//! the body is parsed only once; mount [`MetricsHandler`] on `/metrics`:
+//!
+//! ```
+//! # #[cfg(feature = "tower")] {
+//! use std::sync::Arc;
+//! use mcp_metrics::{McpMetrics, MetricsConfig, MetricsHandler, MetricsLayer};
+//! use tower::{Layer, ServiceExt};
+//!
+//! let metrics = Arc::new(McpMetrics::new(&MetricsConfig::default()).unwrap());
+//! // Parse the body only when no outer layer supplied a `McpRequestInfo` (at most 64 KiB).
+//! let layer = MetricsLayer::new(Arc::clone(&metrics)).parse_body(64 * 1024);
+//! let handler = MetricsHandler::new(metrics);
+//! // axum: Router::new().route("/mcp", post(mcp)).layer(layer).route_service("/metrics", handler)
+//! # let _ = (layer, handler);
+//! # }
+//! ```
+//!
+//! # Metric families
+//!
+//! Counters are listed with the `_total` suffix they have in the exposition.
+//!
+//! | family | type | labels |
+//! | --- | --- | --- |
+//! | `mcp_requests_total` | counter | `method`, `tool`, `status` |
+//! | `mcp_request_errors_total` | counter | `method`, `tool`, `error_type` |
+//! | `mcp_request_duration_seconds` | histogram | `method`, `tool` |
+//! | `mcp_tool_calls_total` | counter | `tool`, `tenant`, `outcome` |
+//! | `mcp_tool_usage_duration_seconds` | histogram | `tool`, `category` (`quick_action`, `normal_usage`, `extended_usage`, `long_operation`) |
+//! | `mcp_auth_events_total` | counter | `tenant`, `method`, `outcome` |
+//! | `mcp_auth_attempts_total` | counter | `method`, `status` (`success`, `failure`) |
+//! | `mcp_auth_rate_limit_exceeded_total` | counter | `reason` |
+//! | `mcp_token_refresh_total` | counter | `kind`, `outcome` |
+//! | `mcp_jwks_refresh_total` | counter | `outcome` |
+//! | `mcp_user_sessions_active` | gauge | `tenant` |
+//! | `mcp_user_logins_total` | counter | `tenant`, `time_of_day` (UTC) |
+//! | `mcp_session_duration_seconds` | histogram | `tenant` |
+//! | `mcp_rate_limit_hits_total` | counter | `tenant`, `scope` |
+//! | `mcp_user_behavior_patterns_total` | counter | `tenant`, `pattern` |
+//! | `mcp_tenant_activity_total` | counter | `tenant`, `activity` |
+//! | `mcp_concurrent_users` | gauge | `tenant` (primary window, default 5 min) |
+//! | `mcp_concurrent_users_detailed` | gauge | `tenant`, `window` (default `1m`, `5m`, `15m`) |
+//! | `mcp_audit_queue_depth` | gauge | |
+//! | `mcp_audit_events_dropped_total` | counter | |
+//! | `mcp_pool_connections` | gauge | `pool`, `state` (`in_use`, `idle`) |
+//! | `mcp_pool_max_connections` | gauge | `pool` |
+//! | `mcp_pool_acquire_timeouts_total` | counter | `pool` |
+//! | `process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_virtual_memory_bytes`, `process_open_fds`, `process_max_fds`, `process_start_time_seconds` | counter / gauges | (Linux `/proc`; absent elsewhere) |
+//!
+//! `method` is one of [`KNOWN_METHODS`], `http` for a request without an MCP envelope, or
+//! `other`. `status` is the HTTP status, or `error` when the service failed without a
+//! response. An absent tenant or tool is the empty label value. The JWKS, audit and pool
+//! families are not in the seeds; they exist because the shipped alerts need them.
+//!
+//! Families from the seeds that were **left out**: the agent families (`mcp_agents_active`,
+//! `mcp_agents_spawned_total`, `mcp_agents_failed_total`), the task and in-process memory
+//! families (`mcp_tasks_*`, `mcp_memory_*`) and the neural inference families
+//! (`mcp_neural_inference_duration_seconds`, `mcp_neural_tokens_processed_total`). They
+//! describe an agent orchestrator and a model runtime, not an auth, rate-limit and audit
+//! toolkit, and nothing in this workspace could record them. `mcp_system_cpu_usage_percent` and
+//! `mcp_system_memory_usage_percent` are replaced by the standard `process_*` families, which
+//! dashboards and alerts already understand.
+//!
+//! # Bounded cardinality
+//!
+//! * No user, session, request or IP id is ever a label. Users are counted by
+//!   `mcp_concurrent_users*` through HyperLogLog sketches of their hashed ids.
+//! * `tenant`, `tool` and `pool` values go through a [`LabelLimit`]: a fixed allow-list
+//!   and/or the first N values learned, then [`OTHER`]. Values that are empty, longer than
+//!   [`MAX_LABEL_VALUE_LEN`] or contain unusual characters are also folded into `other`.
+//! * Every other label is a closed enum or a `&'static str` chosen in code.
+//! * Concurrent users: per tenant a ring of time slots, each a HyperLogLog sketch of
+//!   `2^precision` bytes; memory is `slots * 2^precision` bytes per tenant (15 KiB with the
+//!   defaults) whatever the number of users, and the number of tenants is capped. The relative
+//!   standard error is about `1.04 / sqrt(2^precision)`: 3.25 % at the default precision 10
+//!   (small counts are close to exact). A window of `k` slots covers between `k - 1` and `k`
+//!   slot lengths of history. See [`ConcurrencyConfig`].
+//!
+//! # Logs and traces
+//!
+//! The layer runs each request in an `mcp.request` span with the fields `request_id` (from
+//! `x-request-id` or generated), `subject`, `tenant`, `mcp.session.id` (from the info or the
+//! `Mcp-Session-Id` header), `mcp.method.name`, `gen_ai.tool.name`, `http.request.method`,
+//! `url.path`, `http.response.status_code` and `trace_id`; [`logging`] prints them on every
+//! line logged inside the request (JSON: under `span` and `spans`). The caller's W3C trace
+//! context is taken from MCP `params._meta.traceparent` ([`McpRequestInfo::traceparent`], or
+//! the parsed body) and otherwise from the `traceparent` header. With feature `otel` it becomes
+//! the remote parent of the exported span ([`otel`]).
+//!
+//! # Feature flags
+//!
+//! | feature | default | what it adds |
+//! | --- | --- | --- |
+//! | `tower` | yes | [`MetricsLayer`], [`MetricsHandler`], [`metrics_response`] (tower 0.5, http 1) |
+//! | `logging` | yes | [`logging`]: JSON or human logs with an env filter (tracing-subscriber) |
+//! | `otel` | no | [`otel`]: OTLP/HTTP trace export (opentelemetry 0.33, blocking reqwest client) and `traceparent` parents |
+//! | `full` | no | all of the above |
+//!
+//! # MSRV
+//!
+//! Rust 1.94 (edition 2024), like the rest of the workspace.
 
 #![forbid(unsafe_code)]
 
