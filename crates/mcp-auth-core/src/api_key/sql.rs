@@ -22,6 +22,7 @@ const COLUMNS: &str = "key_id, hash, owner, tenant, roles, scopes, name, created
                        expires_at, last_used_at, revoked_at, rotated_from, replaced_by";
 
 /// Longest accepted PostgreSQL schema name (PostgreSQL truncates identifiers at 63 bytes).
+#[cfg(feature = "postgres")]
 const MAX_SCHEMA_LEN: usize = 63;
 
 /// API keys in an SQL database.
@@ -183,7 +184,6 @@ impl SqlApiKeyStore {
     /// Creates or upgrades the table. Idempotent, safe to run from several replicas at once
     /// (PostgreSQL migrations take an advisory lock).
     pub async fn migrate(&self) -> Result<(), ApiKeyError> {
-        let failed = db_error("API-key migration failed");
         let migrate_failed =
             |error| ApiKeyError::store("API-key migration failed", Some(Box::new(error)));
         match &self.backend {
@@ -207,7 +207,7 @@ impl SqlApiKeyStore {
                 )))
                 .execute(pool)
                 .await
-                .map_err(failed)?;
+                .map_err(db_error("API-key migration failed"))?;
                 // A connection of its own whose search_path puts the migration's tables (and
                 // the migrations table) into the schema, without touching pooled connections.
                 let options = (*pool.connect_options())
