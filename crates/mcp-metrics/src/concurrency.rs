@@ -359,6 +359,11 @@ mod tests {
         (users, origin)
     }
 
+    /// Two users can share a sketch register, so even small counts may be one low.
+    fn close(estimate: Option<f64>, want: f64) -> bool {
+        estimate.is_some_and(|e| e <= want && e >= want - 1.0 - 0.05 * want)
+    }
+
     #[test]
     fn windows_slide() {
         let (users, t0) = users(4);
@@ -370,9 +375,11 @@ mod tests {
         for i in 0..3 {
             users.record(Some("acme"), &format!("late-{i}"), t2);
         }
-        assert_eq!(users.estimate("acme", "1m", t2), Some(3.0));
-        assert_eq!(users.estimate("acme", "5m", t2), Some(13.0));
-        assert_eq!(users.estimate("acme", "15m", t2), Some(13.0));
+        let one = users.estimate("acme", "1m", t2);
+        assert!(close(one, 3.0), "{one:?}");
+        let five = users.estimate("acme", "5m", t2);
+        assert!(close(five, 13.0), "{five:?}");
+        assert_eq!(users.estimate("acme", "15m", t2), five);
         // Twenty minutes later: everything has slid out.
         let t20 = t0 + Duration::from_secs(1200);
         assert_eq!(users.estimate("acme", "15m", t20), Some(0.0));
