@@ -152,16 +152,8 @@ impl CredentialExtractor {
     /// Returns `Ok(None)` when the request carries none, and an error when it carries a
     /// malformed one, several conflicting ones, or a token in the query string.
     pub fn extract(&self, parts: &Parts) -> Result<Option<Credential>, AuthError> {
-        if let Some(query) = parts.uri.query() {
-            let has_token = query.split('&').any(|pair| {
-                let name = pair.split('=').next().unwrap_or_default();
-                QUERY_TOKEN_PARAMS
-                    .iter()
-                    .any(|p| name.eq_ignore_ascii_case(p))
-            });
-            if has_token {
-                return Err(AuthError::TokenInQuery);
-            }
+        if parts.uri.query().is_some_and(query_has_token) {
+            return Err(AuthError::TokenInQuery);
         }
 
         let mut authorization = parts.headers.get_all(AUTHORIZATION).iter();
@@ -217,6 +209,43 @@ impl CredentialExtractor {
     }
 }
 
+/// Whether a query string names one of [`QUERY_TOKEN_PARAMS`]. Names are compared after
+/// percent-decoding (`access%5Ftoken` is `access_token` to the application behind us) and
+/// without regard to case; both `&` and the legacy `;` separate parameters.
+fn query_has_token(query: &str) -> bool {
+    query.split(['&', ';']).any(|pair| {
+        let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+        let name = percent_decode(name.as_bytes());
+        QUERY_TOKEN_PARAMS
+            .iter()
+            .any(|p| name.eq_ignore_ascii_case(p.as_bytes()))
+    })
+}
+
+/// Decodes `%XX` escapes; a `%` not followed by two hex digits stays as it is.
+fn percent_decode(input: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| {
+        char::from(b)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    };
+    let mut out = Vec::with_capacity(input.len());
+    let mut rest = input;
+    while let Some((&byte, tail)) = rest.split_first() {
+        if byte == b'%'
+            && let [high, low, after @ ..] = tail
+            && let (Some(high), Some(low)) = (hex(*high), hex(*low))
+        {
+            out.push(high << 4 | low);
+            rest = after;
+        } else {
+            out.push(byte);
+            rest = tail;
+        }
+    }
+    out
+}
+
 fn parse_bearer(value: &http::HeaderValue) -> Result<Secret, AuthError> {
     let text = value
         .to_str()
@@ -260,7 +289,10 @@ mod tests {
         assert_eq!(c, Credential::Bearer(Secret::new("abc.def.ghi")));
 
         let c = ex
-            .extract(&parts("/mcp", &[("authorization", "bearer mcpk_id_secret")]))
+            .extract(&parts(
+                "/mcp",
+                &[("authorization", "bearer mcpk_id_secret")],
+            ))
             .unwrap()
             .unwrap();
         assert_eq!(c.kind(), CredentialKind::ApiKey);
@@ -285,6 +317,29 @@ mod tests {
             ex.extract(&parts("/mcp?x=1&ACCESS_TOKEN=abc", &[])),
             Err(AuthError::TokenInQuery)
         ));
+        // Percent-encoded names, the `;` separator and a bare name are refused too.
+        for uri in [
+            "/mcp?access%5Ftoken=abc",
+            "/mcp?%61ccess_token=abc",
+            "/mcp?x=1;token=abc",
+            "/mcp?API_KEY",
+        ] {
+            assert!(
+                matches!(
+                    ex.extract(&parts(uri, &[("authorization", "Bearer abc.def.ghi")])),
+                    Err(AuthError::TokenInQuery)
+                ),
+                "{uri}"
+            );
+        }
+        // Names that merely contain or resemble one are fine.
+        for uri in [
+            "/mcp?tokens=1",
+            "/mcp?x=access_token",
+            "/mcp?access%5Gtoken=1&%",
+        ] {
+            assert!(ex.extract(&parts(uri, &[])).unwrap().is_none(), "{uri}");
+        }
         assert!(matches!(
             ex.extract(&parts("/mcp", &[("authorization", "Basic dXNlcjpwYXNz")])),
             Err(AuthError::UnsupportedScheme)

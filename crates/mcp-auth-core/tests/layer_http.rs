@@ -200,6 +200,7 @@ async fn query_string_token_is_refused() {
     for path in [
         format!("/mcp?access_token={GOOD_TOKEN}"),
         format!("/mcp?x=1&token={GOOD_TOKEN}"),
+        format!("/mcp?access%5Ftoken={GOOD_TOKEN}"),
     ] {
         // Refused even when the header carries the same, valid token.
         let reply = server.post(&path, Some(GOOD_TOKEN)).await;
