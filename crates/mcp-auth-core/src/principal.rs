@@ -159,9 +159,7 @@ impl Principal {
 
     /// Whether the credential has expired at `now`.
     pub fn is_expired_at(&self, now: SystemTime) -> bool {
-        self.inner
-            .expires_at
-            .is_some_and(|exp| to_unix(now) >= exp)
+        self.inner.expires_at.is_some_and(|exp| to_unix(now) >= exp)
     }
 }
 
