@@ -145,46 +145,13 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> 
 fn make_span(shared: &Shared, parts: &http::request::Parts, info: Option<&McpRequestInfo>) -> Span {
     let method = info.map(|i| i.method.as_str());
     let tool = info.and_then(|i| i.tool.as_deref());
-    let otel_name = match (method, tool) {
-        (Some(m), Some(t)) => format!("{m} {t}"),
-        (Some(m), None) => m.to_owned(),
-        (None, _) => format!("HTTP {}", parts.method),
-    };
-    let span = tracing::info_span!(
-        "mcp.request",
-        otel.name = %otel_name,
-        otel.kind = "server",
-        otel.status_code = Empty,
-        request_id = Empty,
-        subject = info.and_then(|i| i.subject.as_deref()),
-        tenant = info.and_then(|i| i.tenant.as_deref()),
-        mcp.session.id = Empty,
-        mcp.method.name = method,
-        gen_ai.tool.name = tool,
-        http.request.method = %parts.method,
-        url.path = parts.uri.path(),
-        http.response.status_code = Empty,
-        trace_id = Empty,
-    );
-    if span.is_disabled() {
-        return span;
-    }
-    match header_str(&parts.headers, &shared.request_id_header) {
-        Some(id) => span.record("request_id", id),
-        None => {
-            let n = shared.ids.fetch_add(1, Ordering::Relaxed);
-            span.record(
-                "request_id",
-                format!("{:016x}", shared.id_seed ^ n).as_str(),
-            )
-        }
+    let request_id = match header_str(&parts.headers, &shared.request_id_header) {
+        Some(id) => RequestId::Header(id),
+        None => RequestId::Generated(shared.id_seed ^ shared.ids.fetch_add(1, Ordering::Relaxed)),
     };
     let session = info
         .and_then(|i| i.session.as_deref())
         .or_else(|| header_str(&parts.headers, &SESSION_HEADER));
-    if let Some(session) = session {
-        span.record("mcp.session.id", session);
-    }
     // The MCP `_meta.traceparent` is more specific than the HTTP header (it survives proxies
     // and is set per message), so it wins.
     let traceparent = info.and_then(|i| i.traceparent).or_else(|| {
@@ -194,12 +161,75 @@ fn make_span(shared: &Shared, parts: &http::request::Parts, info: Option<&McpReq
             .and_then(|v| v.to_str().ok())
             .and_then(|v| TraceParent::parse(v).ok())
     });
-    if let Some(tp) = traceparent {
-        span.record("trace_id", tp.trace_id_hex().as_str());
-        #[cfg(feature = "otel")]
-        crate::otel::set_remote_parent(&span, &tp);
+    // Every value is given when the span is created: recording fields later is expensive with
+    // the JSON formatter (it re-serialises the span's fields on each record).
+    let span = tracing::info_span!(
+        "mcp.request",
+        otel.name = %SpanName { method, tool, http: &parts.method },
+        otel.kind = "server",
+        otel.status_code = Empty,
+        request_id = %request_id,
+        subject = info.and_then(|i| i.subject.as_deref()),
+        tenant = info.and_then(|i| i.tenant.as_deref()),
+        mcp.session.id = session,
+        mcp.method.name = method,
+        gen_ai.tool.name = tool,
+        http.request.method = %parts.method,
+        url.path = parts.uri.path(),
+        http.response.status_code = Empty,
+        trace_id = traceparent.as_ref().map(|tp| tracing::field::display(TraceIdHex(tp))),
+    );
+    #[cfg(feature = "otel")]
+    if let Some(tp) = &traceparent
+        && !span.is_disabled()
+    {
+        crate::otel::set_remote_parent(&span, tp);
     }
     span
+}
+
+/// `tools/call search`, `ping` or `HTTP GET`: the OpenTelemetry span name.
+struct SpanName<'a> {
+    method: Option<&'a str>,
+    tool: Option<&'a str>,
+    http: &'a http::Method,
+}
+
+impl std::fmt::Display for SpanName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.method, self.tool) {
+            (Some(m), Some(t)) => write!(f, "{m} {t}"),
+            (Some(m), None) => f.write_str(m),
+            (None, _) => write!(f, "HTTP {}", self.http),
+        }
+    }
+}
+
+/// The request id: the caller's header, or a generated 16-hex-digit id.
+enum RequestId<'a> {
+    Header(&'a str),
+    Generated(u64),
+}
+
+impl std::fmt::Display for RequestId<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Header(id) => f.write_str(id),
+            Self::Generated(n) => write!(f, "{n:016x}"),
+        }
+    }
+}
+
+/// A trace id as 32 lower-case hex digits, without allocating.
+struct TraceIdHex<'a>(&'a TraceParent);
+
+impl std::fmt::Display for TraceIdHex<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0
+            .trace_id
+            .iter()
+            .try_for_each(|b| write!(f, "{b:02x}"))
+    }
 }
 
 fn finish(span: &Span, status: u16) {
