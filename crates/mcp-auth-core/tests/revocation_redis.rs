@@ -94,6 +94,13 @@ async fn replicas_see_token_revocation_at_once_with_ttl() {
         let pttl: i64 = raw.pttl(format!("{prefix}jti:jti-1")).await.unwrap();
         assert!(pttl > 600_000 && pttl <= 720_000, "{pttl}");
         assert_eq!(a.token_key("jti-1"), format!("{prefix}jti:jti-1"));
+        // A later call with an earlier expiry (a replay, a caller's mistake) never shortens it.
+        b.revoke_token("jti-1", now + Duration::from_secs(5))
+            .await
+            .unwrap();
+        let pttl: i64 = raw.pttl(format!("{prefix}jti:jti-1")).await.unwrap();
+        assert!(pttl > 600_000 && pttl <= 720_000, "{pttl}");
+        assert!(a.is_revoked(&alice).await.unwrap());
 
         // A token already past expiry and margin writes nothing.
         b.revoke_token("jti-old", now - Duration::from_secs(3600))

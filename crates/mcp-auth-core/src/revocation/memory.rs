@@ -8,17 +8,13 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-use super::RevocationStore;
+use super::{DEFAULT_RETENTION_MARGIN, RevocationStore, retention_end, subject_revokes};
 use crate::clock::{Clock, SystemClock};
 use crate::error::AuthError;
 use crate::principal::Principal;
 
 /// Default hard cap on entries (revoked token ids plus revoked subjects).
 const DEFAULT_CAPACITY: usize = 1_000_000;
-
-/// Default time an entry outlives the expiry it was given, to cover clock skew and the
-/// verifier's leeway (a token is accepted up to `exp` + leeway).
-const DEFAULT_RETENTION_MARGIN: Duration = Duration::from_secs(120);
 
 /// A subject revocation: tokens issued before `issued_before` are revoked until `until`.
 #[derive(Clone, Copy, Debug)]
@@ -135,10 +131,6 @@ impl MemoryRevocationStore {
             .unwrap_or_default()
     }
 
-    fn keep_until(&self, at: SystemTime) -> SystemTime {
-        at.checked_add(self.margin).unwrap_or(at)
-    }
-
     /// Makes room for one more entry: purges expired ones when full, fails if still full.
     fn make_room(&self, entries: &mut Entries, now: SystemTime) -> Result<(), AuthError> {
         if entries.len() >= self.capacity {
@@ -156,11 +148,9 @@ impl MemoryRevocationStore {
 impl RevocationStore for MemoryRevocationStore {
     async fn revoke_token(&self, jti: &str, expires_at: SystemTime) -> Result<(), AuthError> {
         let now = self.clock.now();
-        let until = self.keep_until(expires_at);
-        if until <= now {
-            // The token is past its expiry and leeway: nothing can accept it any more.
+        let Some(until) = retention_end(expires_at, self.margin, now) else {
             return Ok(());
-        }
+        };
         let mut entries = self.entries.write().map_err(|_| poisoned())?;
         if let Some(current) = entries.tokens.get_mut(jti) {
             *current = (*current).max(until);
@@ -178,10 +168,9 @@ impl RevocationStore for MemoryRevocationStore {
         ttl_until: SystemTime,
     ) -> Result<(), AuthError> {
         let now = self.clock.now();
-        let until = self.keep_until(ttl_until);
-        if until <= now {
+        let Some(until) = retention_end(ttl_until, self.margin, now) else {
             return Ok(());
-        }
+        };
         let mut entries = self.entries.write().map_err(|_| poisoned())?;
         if let Some(current) = entries.subjects.get_mut(subject) {
             current.issued_before = current.issued_before.max(issued_before);
@@ -217,15 +206,6 @@ impl RevocationStore for MemoryRevocationStore {
                 entry.until > now && subject_revokes(entry.issued_before, principal)
             }))
     }
-}
-
-/// Whether a subject revocation of tokens issued before `issued_before` covers `principal`.
-///
-/// A credential without an issue time is revoked (it cannot prove it is newer). `iat` has
-/// whole-second precision, so a token issued in the same second as the revocation counts as
-/// older: failing closed costs the caller one re-login.
-pub(crate) fn subject_revokes(issued_before: SystemTime, principal: &Principal) -> bool {
-    principal.issued_at().is_none_or(|iat| iat < issued_before)
 }
 
 #[cfg(test)]

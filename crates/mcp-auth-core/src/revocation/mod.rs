@@ -1,6 +1,6 @@
 //! Token revocation: the [`RevocationStore`] trait and its stores.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 mod memory;
 #[cfg(feature = "redis")]
@@ -37,4 +37,25 @@ pub trait RevocationStore: Send + Sync {
     /// Whether `principal`'s credential is revoked: its `jti` is revoked, or its subject was
     /// revoked after (or without knowing when) the credential was issued.
     async fn is_revoked(&self, principal: &Principal) -> Result<bool, AuthError>;
+}
+
+/// Default time an entry outlives the expiry it was given, to cover clock skew and the
+/// verifier's leeway (a token is accepted up to `exp` + leeway).
+const DEFAULT_RETENTION_MARGIN: Duration = Duration::from_secs(120);
+
+/// Until when an entry given expiry `at` is kept (`at` + `margin`), or `None` when that
+/// time is not after `now`: nothing can accept such a credential any more, so no entry is
+/// written.
+fn retention_end(at: SystemTime, margin: Duration, now: SystemTime) -> Option<SystemTime> {
+    let until = at.checked_add(margin).unwrap_or(at);
+    (until > now).then_some(until)
+}
+
+/// Whether a subject revocation of tokens issued before `issued_before` covers `principal`.
+///
+/// A credential without an issue time is revoked (it cannot prove it is newer). `iat` has
+/// whole-second precision, so a token issued in the same second as the revocation counts as
+/// older: failing closed costs the caller one re-login.
+fn subject_revokes(issued_before: SystemTime, principal: &Principal) -> bool {
+    principal.issued_at().is_none_or(|iat| iat < issued_before)
 }

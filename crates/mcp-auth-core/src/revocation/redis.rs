@@ -8,8 +8,7 @@ use ::redis::aio::ConnectionManager;
 use ::redis::{AsyncCommands, Script};
 use async_trait::async_trait;
 
-use super::RevocationStore;
-use super::memory::subject_revokes;
+use super::{DEFAULT_RETENTION_MARGIN, RevocationStore, retention_end, subject_revokes};
 use crate::clock::{Clock, SystemClock};
 use crate::error::AuthError;
 use crate::principal::Principal;
@@ -17,17 +16,15 @@ use crate::principal::Principal;
 /// Default key prefix.
 const DEFAULT_PREFIX: &str = "mcp-auth:revoked:";
 
-/// Default time an entry outlives the expiry it was given (clock skew and verifier leeway).
-const DEFAULT_RETENTION_MARGIN: Duration = Duration::from_secs(120);
-
-/// Stores a subject revocation, keeping the later cut-off and the later expiry of an
-/// existing entry, so a delayed or repeated call never weakens a revocation.
-/// KEYS[1]: subject key; ARGV[1]: issued-before (ms); ARGV[2]: keep until (ms, Unix).
-const REVOKE_SUBJECT_LUA: &str = r"
-local issued_before = ARGV[1]
+/// Stores a revocation entry, keeping the larger value and the later expiry of an existing
+/// entry, so a delayed or repeated call never weakens a revocation. Token entries hold `1`;
+/// subject entries the issued-before cut-off.
+/// KEYS[1]: entry key; ARGV[1]: value (an integer); ARGV[2]: keep until (ms, Unix).
+const REVOKE_LUA: &str = r"
+local value = ARGV[1]
 local current = redis.call('GET', KEYS[1])
-if current and tonumber(current) and tonumber(current) > tonumber(issued_before) then
-  issued_before = current
+if current and tonumber(current) and tonumber(current) > tonumber(value) then
+  value = current
 end
 local keep_until = ARGV[2]
 local pttl = redis.call('PTTL', KEYS[1])
@@ -38,11 +35,11 @@ if pttl > 0 then
     keep_until = string.format('%d', current_until)
   end
 end
-redis.call('SET', KEYS[1], issued_before, 'PXAT', keep_until)
+redis.call('SET', KEYS[1], value, 'PXAT', keep_until)
 return 1
 ";
 
-static REVOKE_SUBJECT: LazyLock<Script> = LazyLock::new(|| Script::new(REVOKE_SUBJECT_LUA));
+static REVOKE: LazyLock<Script> = LazyLock::new(|| Script::new(REVOKE_LUA));
 
 /// Revocations in Redis: a revocation written by one replica is seen by every replica on
 /// its next check, since nothing is cached locally.
@@ -135,29 +132,27 @@ impl RedisRevocationStore {
         key
     }
 
-    /// The absolute time (Unix ms) an entry for `at` is kept until, or `None` if that time
-    /// has already passed.
-    fn keep_until(&self, at: SystemTime) -> Option<u64> {
-        let until = at.checked_add(self.margin).unwrap_or(at);
-        (until > self.clock.now()).then(|| to_millis(until))
+    /// Writes (or strengthens) the entry `key` with `value`, kept until `at` plus the margin.
+    async fn revoke(&self, key: String, value: u64, at: SystemTime) -> Result<(), AuthError> {
+        let Some(until) = retention_end(at, self.margin, self.clock.now()) else {
+            return Ok(());
+        };
+        let mut conn = self.conn.clone();
+        REVOKE
+            .key(key)
+            .arg(value)
+            .arg(to_millis(until))
+            .invoke_async::<i64>(&mut conn)
+            .await
+            .map(drop)
+            .map_err(unavailable)
     }
 }
 
 #[async_trait]
 impl RevocationStore for RedisRevocationStore {
     async fn revoke_token(&self, jti: &str, expires_at: SystemTime) -> Result<(), AuthError> {
-        let Some(until) = self.keep_until(expires_at) else {
-            return Ok(());
-        };
-        let mut conn = self.conn.clone();
-        ::redis::cmd("SET")
-            .arg(self.token_key(jti))
-            .arg(1)
-            .arg("PXAT")
-            .arg(until)
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(unavailable)
+        self.revoke(self.token_key(jti), 1, expires_at).await
     }
 
     async fn revoke_subject(
@@ -166,18 +161,12 @@ impl RevocationStore for RedisRevocationStore {
         issued_before: SystemTime,
         ttl_until: SystemTime,
     ) -> Result<(), AuthError> {
-        let Some(until) = self.keep_until(ttl_until) else {
-            return Ok(());
-        };
-        let mut conn = self.conn.clone();
-        REVOKE_SUBJECT
-            .key(self.subject_key(subject))
-            .arg(to_millis(issued_before))
-            .arg(until)
-            .invoke_async::<i64>(&mut conn)
-            .await
-            .map(drop)
-            .map_err(unavailable)
+        self.revoke(
+            self.subject_key(subject),
+            to_millis(issued_before),
+            ttl_until,
+        )
+        .await
     }
 
     async fn is_revoked(&self, principal: &Principal) -> Result<bool, AuthError> {
