@@ -11,7 +11,10 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use mcp_auth_core::issuer::{IssueRequest, LocalIssuer};
+use mcp_auth_core::jwt::{JwtAuthenticator, JwtValidator, KeySet};
 use mcp_auth_core::revocation::RedisRevocationStore;
+use mcp_auth_core::token_cache::TokenCache;
 use mcp_auth_core::{AuthError, AuthMethod, Clock, Principal, RevocationStore};
 use mcp_auth_testkit::FakeClock;
 use redis::AsyncCommands;
@@ -190,6 +193,48 @@ async fn injected_clock_decides_what_is_already_expired() {
             .unwrap();
         let exists: bool = raw.exists(format!("{prefix}jti:t")).await.unwrap();
         assert!(exists);
+    })
+    .await;
+}
+
+/// A JWT verifier as one replica runs it: its own validated-token cache, the shared Redis.
+fn replica(issuer: &LocalIssuer, store: RedisRevocationStore) -> JwtAuthenticator {
+    let validator = JwtValidator::builder()
+        .issuer(issuer.issuer())
+        .audience(issuer.audience())
+        .algorithms([issuer.algorithm()])
+        .build()
+        .unwrap();
+    let keys = Arc::new(KeySet::from_jwk_set(&issuer.jwks(), 8));
+    JwtAuthenticator::builder(validator, keys)
+        .revocation(Arc::new(store))
+        .build()
+}
+
+#[tokio::test]
+async fn a_revocation_on_one_replica_stops_the_next_request_on_another() {
+    run(|a, b, _raw, _prefix| async move {
+        let issuer = LocalIssuer::builder("https://auth.example", "mcp")
+            .build()
+            .unwrap();
+        let replica_b = replica(&issuer, b);
+        let token = issuer.issue(&IssueRequest::new("alice")).unwrap();
+        let other = issuer.issue(&IssueRequest::new("bob")).unwrap();
+
+        // Replica B has verified both tokens and holds them in its validated-token cache.
+        for t in [&token, &other] {
+            replica_b.verify(t.token.expose()).await.unwrap();
+            let hash = TokenCache::hash(t.token.expose());
+            assert!(replica_b.token_cache().unwrap().get(&hash).is_some());
+        }
+
+        // Replica A revokes alice's token; B's very next request with it is refused.
+        a.revoke_token(&token.jti, token.expires_at).await.unwrap();
+        assert!(matches!(
+            replica_b.verify(token.token.expose()).await,
+            Err(AuthError::Revoked)
+        ));
+        replica_b.verify(other.token.expose()).await.unwrap();
     })
     .await;
 }
