@@ -226,8 +226,8 @@ impl JwtValidatorBuilder {
 /// `application/at+jwt` and `at+jwt` name the same type (RFC 7515 section 4.1.9).
 fn normalise_type(typ: &str) -> &str {
     let typ = typ.trim();
-    match typ.get(..12) {
-        Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &typ[12..],
+    match typ.split_at_checked("application/".len()) {
+        Some((prefix, rest)) if prefix.eq_ignore_ascii_case("application/") => rest,
         _ => typ,
     }
 }
@@ -809,6 +809,19 @@ pub(crate) mod tests {
             v.validate(&typed(None, &claims()), &keys).unwrap_err(),
             TokenRejection::WrongType
         );
+        // Non-ASCII around the prefix boundary is just a wrong type.
+        for odd in [
+            "applicationé/at+jwt",
+            "applicationé",
+            "éééééé",
+            "application/",
+        ] {
+            assert_eq!(
+                v.validate(&typed(Some(odd), &claims()), &keys).unwrap_err(),
+                TokenRejection::WrongType,
+                "{odd}"
+            );
+        }
         let mut long = claims();
         long["exp"] = json!(NOW + 7200);
         assert_eq!(
