@@ -150,19 +150,9 @@ impl TokenCache {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-    use std::time::SystemTime;
-
     use super::*;
+    use crate::clock::TestClock;
     use crate::principal::AuthMethod;
-
-    #[derive(Debug)]
-    struct TestClock(Mutex<SystemTime>);
-    impl Clock for TestClock {
-        fn now(&self) -> SystemTime {
-            *self.0.lock().unwrap()
-        }
-    }
 
     const NOW: u64 = 1_800_000_000;
 
@@ -174,7 +164,7 @@ mod tests {
 
     #[test]
     fn bounded_by_exp_by_the_clock() {
-        let clock = Arc::new(TestClock(Mutex::new(UNIX_EPOCH + Duration::from_secs(NOW))));
+        let clock = TestClock::at(NOW);
         let cache = TokenCache::new(
             10,
             Duration::from_secs(300),
@@ -186,9 +176,9 @@ mod tests {
         assert_ne!(key, TokenCache::hash("token-b"));
         cache.insert(key, principal(NOW + 100));
         assert_eq!(cache.get(&key).unwrap().subject(), "alice");
-        *clock.0.lock().unwrap() = UNIX_EPOCH + Duration::from_secs(NOW + 104);
+        clock.set(NOW + 104);
         assert!(cache.get(&key).is_some());
-        *clock.0.lock().unwrap() = UNIX_EPOCH + Duration::from_secs(NOW + 105);
+        clock.set(NOW + 105);
         assert!(cache.get(&key).is_none());
         // Already expired or without expiry: not cached.
         cache.insert(key, principal(NOW));
@@ -199,7 +189,7 @@ mod tests {
 
     #[test]
     fn bounded_capacity_and_disabled() {
-        let clock = Arc::new(TestClock(Mutex::new(UNIX_EPOCH + Duration::from_secs(NOW))));
+        let clock = TestClock::at(NOW);
         assert!(
             TokenCache::new(0, Duration::from_secs(300), Duration::ZERO, clock.clone()).is_none()
         );

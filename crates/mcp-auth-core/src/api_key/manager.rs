@@ -559,30 +559,10 @@ impl Authenticator for ApiKeyAuthenticator {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
-    use std::time::UNIX_EPOCH;
 
     use super::*;
     use crate::api_key::MemoryApiKeyStore;
-
-    #[derive(Debug)]
-    struct TestClock(Mutex<SystemTime>);
-
-    impl TestClock {
-        fn new() -> Arc<Self> {
-            Arc::new(Self(Mutex::new(
-                UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-            )))
-        }
-        fn advance(&self, by: Duration) {
-            *self.0.lock().unwrap() += by;
-        }
-    }
-
-    impl Clock for TestClock {
-        fn now(&self) -> SystemTime {
-            *self.0.lock().unwrap()
-        }
-    }
+    use crate::clock::TestClock;
 
     /// A memory store whose `touch_last_used` can be made to fail, to check that a failed
     /// flush keeps the pending times.
@@ -674,7 +654,7 @@ mod tests {
     #[tokio::test]
     async fn failed_flush_keeps_times_and_pending_is_bounded() {
         let store = Arc::new(FlakyStore::default());
-        let clock = TestClock::new();
+        let clock = TestClock::at(1_700_000_000);
         let keys = ApiKeyManager::builder(store.clone(), Secret::new(PEPPER))
             .clock(clock.clone())
             .max_pending_last_used(2)
@@ -711,7 +691,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn background_flusher_writes_periodically_and_on_shutdown() {
         let store = Arc::new(MemoryApiKeyStore::new());
-        let clock = TestClock::new();
+        let clock = TestClock::at(1_700_000_000);
         let keys = manager(store.clone(), clock.clone());
         let issued = keys.issue(NewApiKey::new("u")).await.unwrap();
         let id = issued.record.key_id.clone();
@@ -762,7 +742,7 @@ mod tests {
                 Err(ApiKeyError::store("down", None))
             }
         }
-        let keys = manager(Arc::new(Down), TestClock::new());
+        let keys = manager(Arc::new(Down), TestClock::at(1_700_000_000));
         let (_, _, key) = keys.format().generate();
         let error = keys.verify(key.expose()).await.unwrap_err();
         assert!(matches!(error, AuthError::Unavailable { .. }));

@@ -1,32 +1,9 @@
 //! Unit tests of the local issuer: minting, verification, refresh rotation, reuse, expiry.
 
-use std::sync::Mutex;
-
 use jsonwebtoken::{Validation, decode, decode_header};
 
 use super::*;
-
-/// A settable clock (the testkit's `FakeClock` cannot be used inside core's unit tests).
-#[derive(Debug)]
-struct TestClock(Mutex<SystemTime>);
-
-impl TestClock {
-    fn new() -> Arc<Self> {
-        Arc::new(Self(Mutex::new(
-            UNIX_EPOCH + Duration::from_secs(1_735_689_600),
-        )))
-    }
-
-    fn advance(&self, by: Duration) {
-        *self.0.lock().unwrap() += by;
-    }
-}
-
-impl Clock for TestClock {
-    fn now(&self) -> SystemTime {
-        *self.0.lock().unwrap()
-    }
-}
+use crate::clock::TestClock;
 
 const ISS: &str = "http://localhost:8080";
 const AUD: &str = "mcp-test";
@@ -163,7 +140,7 @@ fn reserved_claims_and_bad_config_are_refused() {
 
 #[tokio::test]
 async fn refresh_rotates_and_old_token_is_single_use() {
-    let clock = TestClock::new();
+    let clock = TestClock::at(1_735_689_600);
     let issuer = issuer_with(clock.clone());
     let login = issuer.issue_with_refresh(&alice()).await.unwrap();
     assert!(
@@ -204,7 +181,7 @@ async fn refresh_rotates_and_old_token_is_single_use() {
 
 #[tokio::test]
 async fn reuse_revokes_the_whole_family() {
-    let clock = TestClock::new();
+    let clock = TestClock::at(1_735_689_600);
     let issuer = issuer_with(clock.clone());
     let login = issuer.issue_with_refresh(&alice()).await.unwrap();
     let other_login = issuer.issue_with_refresh(&alice()).await.unwrap();
@@ -226,7 +203,7 @@ async fn reuse_revokes_the_whole_family() {
 
 #[tokio::test]
 async fn refresh_tokens_expire_with_the_clock() {
-    let clock = TestClock::new();
+    let clock = TestClock::at(1_735_689_600);
     let issuer = LocalIssuer::builder(ISS, AUD)
         .clock(clock.clone())
         .refresh_token_ttl(Duration::from_secs(3600))

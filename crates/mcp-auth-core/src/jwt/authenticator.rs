@@ -213,10 +213,6 @@ impl Authenticator for JwtAuthenticator {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashSet;
-    use std::sync::Mutex;
-    use std::time::SystemTime;
-
     use jsonwebtoken::Algorithm;
     use serde_json::json;
 
@@ -225,32 +221,10 @@ mod tests {
     use crate::error::TokenRejection;
     use crate::jwt::keys::tests::*;
     use crate::jwt::keys::{KeySet, VerifyingKey};
-    use crate::jwt::validator::tests::{AUD, ISS, NOW, claims, clock, sign, validator};
-
-    /// A minimal revocation store for these unit tests: revoked `jti`s in a set.
-    #[derive(Default)]
-    struct Revoked(Mutex<HashSet<String>>);
-
-    #[async_trait]
-    impl RevocationStore for Revoked {
-        async fn revoke_token(&self, jti: &str, _: SystemTime) -> Result<(), AuthError> {
-            self.0.lock().unwrap().insert(jti.to_owned());
-            Ok(())
-        }
-        async fn revoke_subject(
-            &self,
-            _: &str,
-            _: SystemTime,
-            _: SystemTime,
-        ) -> Result<(), AuthError> {
-            Ok(())
-        }
-        async fn is_revoked(&self, principal: &Principal) -> Result<bool, AuthError> {
-            Ok(principal
-                .token_id()
-                .is_some_and(|jti| self.0.lock().unwrap().contains(jti)))
-        }
-    }
+    use crate::jwt::validator::tests::{
+        AUD, ISS, NOW, claims, clock, sign, strict_validator, validator,
+    };
+    use crate::revocation::MemoryRevocationStore;
 
     fn keys() -> Arc<KeySet> {
         Arc::new(KeySet::new().with(VerifyingKey::from_pem(RSA_PUBLIC).unwrap().with_kid("k1")))
@@ -307,15 +281,8 @@ mod tests {
     #[tokio::test]
     async fn cache_hit_still_checks_revocation_and_expiry() {
         let clock = clock();
-        let validator = JwtValidator::builder()
-            .issuer(ISS)
-            .audience(AUD)
-            .leeway(Duration::ZERO)
-            .clock(clock.clone())
-            .build()
-            .unwrap();
-        let store = Arc::new(Revoked::default());
-        let auth = JwtAuthenticator::builder(validator, keys())
+        let store = Arc::new(MemoryRevocationStore::new().with_clock(clock.clone()));
+        let auth = JwtAuthenticator::builder(strict_validator(&clock), keys())
             .revocation(store.clone())
             .build();
         let mut c = claims();
@@ -326,12 +293,13 @@ mod tests {
         assert!(auth.token_cache().unwrap().get(&hash).is_some());
         auth.verify(&token).await.unwrap();
 
-        store.revoke_token("j-2", SystemTime::now()).await.unwrap();
+        let exp = UNIX_EPOCH + Duration::from_secs(NOW + 600);
+        store.revoke_token("j-2", exp).await.unwrap();
         assert!(matches!(auth.verify(&token).await, Err(AuthError::Revoked)));
 
         let other = sign(Algorithm::RS256, RSA_PRIVATE, Some("k1"), &claims());
         auth.verify(&other).await.unwrap();
-        *clock.0.lock().unwrap() = UNIX_EPOCH + Duration::from_secs(NOW + 600);
+        clock.set(NOW + 600);
         assert!(matches!(
             auth.verify(&other).await,
             Err(AuthError::InvalidToken(TokenRejection::Expired))

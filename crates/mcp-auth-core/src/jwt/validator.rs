@@ -524,32 +524,20 @@ impl JwtValidator {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::sync::Mutex;
-    use std::time::SystemTime;
-
     use jsonwebtoken::{EncodingKey, Header, encode};
     use serde_json::json;
 
     use super::*;
+    use crate::clock::TestClock;
     use crate::credential::Secret;
     use crate::jwt::keys::tests::*;
-
-    /// A settable clock for unit tests (the testkit's clock cannot be used inside the crate).
-    #[derive(Debug)]
-    pub(crate) struct TestClock(pub(crate) Mutex<SystemTime>);
-
-    impl Clock for TestClock {
-        fn now(&self) -> SystemTime {
-            *self.0.lock().unwrap()
-        }
-    }
 
     pub(crate) const NOW: u64 = 1_800_000_000;
     pub(crate) const ISS: &str = "https://issuer.test";
     pub(crate) const AUD: &str = "mcp-test";
 
     pub(crate) fn clock() -> Arc<TestClock> {
-        Arc::new(TestClock(Mutex::new(UNIX_EPOCH + Duration::from_secs(NOW))))
+        TestClock::at(NOW)
     }
 
     pub(crate) fn validator() -> JwtValidator {
@@ -557,6 +545,17 @@ pub(crate) mod tests {
             .issuer(ISS)
             .audience(AUD)
             .clock(clock())
+            .build()
+            .unwrap()
+    }
+
+    /// A validator without leeway on `clock`, so expiry happens exactly at `exp`.
+    pub(crate) fn strict_validator(clock: &Arc<TestClock>) -> JwtValidator {
+        JwtValidator::builder()
+            .issuer(ISS)
+            .audience(AUD)
+            .leeway(Duration::ZERO)
+            .clock(clock.clone())
             .build()
             .unwrap()
     }
@@ -863,16 +862,10 @@ pub(crate) mod tests {
     #[test]
     fn clock_drives_expiry() {
         let clock = clock();
-        let v = JwtValidator::builder()
-            .issuer(ISS)
-            .audience(AUD)
-            .leeway(Duration::ZERO)
-            .clock(clock.clone())
-            .build()
-            .unwrap();
+        let v = strict_validator(&clock);
         let token = with_claims(json!({}));
         assert!(v.validate(&token, &rsa_keys()).is_ok());
-        *clock.0.lock().unwrap() = UNIX_EPOCH + Duration::from_secs(NOW + 600);
+        clock.set(NOW + 600);
         assert_eq!(
             v.validate(&token, &rsa_keys()).unwrap_err(),
             TokenRejection::Expired

@@ -210,29 +210,11 @@ impl RevocationStore for MemoryRevocationStore {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
     use std::time::UNIX_EPOCH;
 
     use super::*;
+    use crate::clock::TestClock;
     use crate::principal::AuthMethod;
-
-    #[derive(Debug)]
-    struct TestClock(Mutex<SystemTime>);
-
-    impl TestClock {
-        fn at(secs: u64) -> Arc<Self> {
-            Arc::new(Self(Mutex::new(UNIX_EPOCH + Duration::from_secs(secs))))
-        }
-        fn advance(&self, by: Duration) {
-            *self.0.lock().unwrap() += by;
-        }
-    }
-
-    impl Clock for TestClock {
-        fn now(&self) -> SystemTime {
-            *self.0.lock().unwrap()
-        }
-    }
 
     fn secs(s: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(s)
