@@ -45,7 +45,7 @@ fn memory(c: &mut Criterion) {
             let start = Instant::now();
             std::thread::scope(|s| {
                 for t in 0..2_u64 {
-                    let (store, keys, q) = (&store, &keys, &q);
+                    let (store, keys, q, clock) = (&store, &keys, &q, &clock);
                     s.spawn(move || {
                         let mut i = usize::try_from(t).unwrap_or(0) * 7;
                         for _ in 0..iters.div_ceil(2) {

@@ -1,7 +1,6 @@
 //! The in-process store: sharded hash maps, idle keys evicted, a hard cap on keys.
 
 use std::collections::HashMap;
-use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,9 +48,36 @@ pub struct MemoryStoreStats {
 #[derive(Debug, Clone, Copy)]
 enum State {
     Gcra(u64),
-    Window(WindowState),
+    /// Window counts; the window's start is `expires - 2 x window`, which keeps an entry
+    /// at 24 bytes (small entries keep large key sets in cache).
+    Window {
+        prev: u32,
+        cur: u32,
+    },
     Counter(u64),
     Flag(u64),
+}
+
+fn window_entry(w: Window, s: &WindowState) -> Entry {
+    let narrow = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+    Entry {
+        state: State::Window {
+            prev: narrow(s.prev),
+            cur: narrow(s.cur),
+        },
+        expires: w.expires_at(s),
+    }
+}
+
+fn window_state(w: Window, e: &Entry) -> Option<WindowState> {
+    match e.state {
+        State::Window { prev, cur } => Some(WindowState {
+            start: e.expires.saturating_sub(2 * w.window),
+            prev: u64::from(prev),
+            cur: u64::from(cur),
+        }),
+        _ => None,
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -63,13 +89,14 @@ struct Entry {
 
 #[derive(Debug)]
 struct Shard {
-    map: HashMap<Box<str>, Entry, RandomState>,
+    map: HashMap<Box<str>, Entry, foldhash::fast::RandomState>,
     writes: u32,
 }
 
 struct Inner {
     shards: Box<[Mutex<Shard>]>,
-    hasher: RandomState,
+    /// Per-store random seed of the shard hash.
+    seed: u64,
     shift: u32,
     cap_per_shard: usize,
     sweep_every: u32,
@@ -121,7 +148,8 @@ impl MemoryStore {
     #[must_use]
     pub fn with_config(config: MemoryStoreConfig) -> Self {
         let shards = config.shards.clamp(1, 1 << 16).next_power_of_two();
-        let hasher = RandomState::new();
+        let hasher = foldhash::fast::RandomState::default();
+        let seed = hasher.hash_one(0x5eed_u64);
         let cap_per_shard = config.max_keys.div_ceil(shards).max(1);
         let shard_vec = (0..shards)
             .map(|_| {
@@ -134,7 +162,7 @@ impl MemoryStore {
         Self {
             inner: Arc::new(Inner {
                 shards: shard_vec,
-                hasher,
+                seed,
                 shift: 64 - shards.trailing_zeros(),
                 cap_per_shard,
                 sweep_every: config.sweep_every.max(1),
@@ -148,7 +176,7 @@ impl MemoryStore {
         let idx = if self.inner.shift >= 64 {
             0
         } else {
-            let h = self.inner.hasher.hash_one(key);
+            let h = shard_hash(self.inner.seed, key.as_bytes());
             usize::try_from(h >> self.inner.shift).unwrap_or(0)
         };
         let shard = self.inner.shards.get(idx).unwrap_or(&self.inner.shards[0]);
@@ -222,46 +250,17 @@ impl MemoryStore {
     pub fn charge_now(&self, c: &Charge<'_>) -> StoreOutcome {
         let now = c.now.as_micros();
         let cost = u64::from(c.cost);
-        let decide = |live: Option<State>| -> (StoreOutcome, Option<Entry>) {
-            match c.algorithm {
-                Algorithm::Gcra => {
-                    let tat = match live {
-                        Some(State::Gcra(t)) => Some(t),
-                        _ => None,
-                    };
-                    let (out, new_tat) = Gcra::of(c.quota).charge(tat, now, cost);
-                    let entry = new_tat.map(|t| Entry {
-                        state: State::Gcra(t),
-                        expires: t,
-                    });
-                    (out.into(), entry)
-                }
-                Algorithm::SlidingWindow => {
-                    let w = Window::of(c.quota);
-                    let prev = match live {
-                        Some(State::Window(s)) => Some(s),
-                        _ => None,
-                    };
-                    let (out, s) = w.charge(prev, now, cost);
-                    let entry = out.allowed.then(|| Entry {
-                        state: State::Window(s),
-                        expires: w.expires_at(&s),
-                    });
-                    (out.into(), entry)
-                }
-            }
-        };
         let mut shard = self.shard(c.key);
         // One lookup for a known key: decide and update in place.
         if let Some(e) = shard.map.get_mut(c.key) {
-            let live = (e.expires > now).then_some(e.state);
-            let (out, entry) = decide(live);
+            let live = (e.expires > now).then_some(*e);
+            let (out, entry) = decide(c, now, cost, live);
             if let Some(entry) = entry {
                 *e = entry;
             }
             return out;
         }
-        let (out, entry) = decide(None);
+        let (out, entry) = decide(c, now, cost, None);
         if let Some(entry) = entry {
             self.put(&mut shard, c.key, entry, now);
         }
@@ -288,13 +287,13 @@ impl MemoryStore {
                     shard.map.remove(c.key);
                 }
             },
-            (Algorithm::SlidingWindow, State::Window(s)) => {
+            (Algorithm::SlidingWindow, State::Window { .. }) => {
                 let w = Window::of(c.quota);
-                let s = w.refund(w.roll(Some(s), now), c.now.as_micros(), cost);
-                *entry = Entry {
-                    state: State::Window(s),
-                    expires: w.expires_at(&s),
+                let Some(s) = window_state(w, entry) else {
+                    return;
                 };
+                let s = w.refund(w.roll(Some(s), now), c.now.as_micros(), cost);
+                *entry = window_entry(w, &s);
             }
             _ => {}
         }
@@ -356,6 +355,62 @@ impl MemoryStore {
     pub fn delete_now(&self, key: &str) {
         self.shard(key).map.remove(key);
     }
+}
+
+/// One charge against the live state of its key: the outcome and the entry to store.
+#[inline(always)]
+fn decide(
+    c: &Charge<'_>,
+    now: u64,
+    cost: u64,
+    live: Option<Entry>,
+) -> (StoreOutcome, Option<Entry>) {
+    match c.algorithm {
+        Algorithm::Gcra => {
+            let tat = match live {
+                Some(Entry {
+                    state: State::Gcra(t),
+                    ..
+                }) => Some(t),
+                _ => None,
+            };
+            let (out, new_tat) = Gcra::of(c.quota).charge(tat, now, cost);
+            let entry = new_tat.map(|t| Entry {
+                state: State::Gcra(t),
+                expires: t,
+            });
+            (out.into(), entry)
+        }
+        Algorithm::SlidingWindow => {
+            let w = Window::of(c.quota);
+            let prev = live.as_ref().and_then(|e| window_state(w, e));
+            let (out, s) = w.charge(prev, now, cost);
+            let entry = out.allowed.then(|| window_entry(w, &s));
+            (out.into(), entry)
+        }
+    }
+}
+
+/// A fast multiply-rotate hash that only picks the shard. Shard choice needs no flooding
+/// resistance: each shard's map hashes keys with foldhash and a random per-store seed
+/// (HashDoS-resistant), so a crafted key set can at worst crowd one shard's lock, never
+/// degrade a map.
+fn shard_hash(seed: u64, bytes: &[u8]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let word = |b: &[u8]| -> u64 {
+        let mut w = 0_u64;
+        for (i, &x) in b.iter().enumerate().take(8) {
+            w |= u64::from(x) << (8 * i);
+        }
+        w
+    };
+    let mut h = seed ^ (bytes.len() as u64);
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        h = (h.rotate_left(5) ^ word(c)).wrapping_mul(K);
+    }
+    h = (h.rotate_left(5) ^ word(chunks.remainder())).wrapping_mul(K);
+    h ^ (h >> 29)
 }
 
 impl RateLimitStore for MemoryStore {
