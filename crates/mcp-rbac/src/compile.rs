@@ -221,35 +221,47 @@ impl ActionQuery<'_> {
 /// One (action pattern, resource pattern) pair of a rule, as stored in an [`Index`].
 #[derive(Clone, Copy, Debug)]
 struct Entry {
+    /// The role that defines the rule (`u32::MAX` for bindings).
+    role: u32,
     rule: RuleId,
     action: ActionKey,
     deny: bool,
+    /// For prefix entries: whether the rest of the resource may contain `/`.
+    deep: bool,
 }
 
-/// The rules of one role (allow and deny together), found by resource and then filtered by
-/// action. Exact resources are one hash lookup, prefix patterns one lookup per distinct
-/// prefix length, and only general wildcards are scanned (after a cheap literal check).
+/// A bucket of entries whose resource pattern matched; `shallow` says whether the rest of
+/// the resource after a prefix holds no `/` (always true for non-prefix buckets).
+type BucketFn<'f> = dyn FnMut(&[Entry], bool) -> bool + 'f;
+
+/// Every rule of the policy, found by resource: exact resources are one hash lookup, prefix
+/// patterns one lookup per distinct prefix length, and general wildcards are grouped by
+/// pattern (each tested once, after a cheap literal check). Buckets are sorted by role, so
+/// the roles a subject holds are found by binary search; rules are stored once, however
+/// many roles inherit them.
 #[derive(Clone, Debug, Default)]
 struct Index {
     any: Vec<Entry>,
     exact: FxHashMap<Box<str>, Vec<Entry>>,
-    /// Literal prefix -> entries, with whether the rest may contain `/`.
-    prefix: FxHashMap<Box<str>, Vec<(Entry, bool)>>,
+    prefix: FxHashMap<Box<str>, Vec<Entry>>,
     /// The distinct prefix lengths in `prefix`, ascending.
     prefix_lens: Vec<usize>,
-    globs: Vec<(Entry, Pattern)>,
+    globs: Vec<(Pattern, Vec<Entry>)>,
 }
 
 impl Index {
-    fn insert(&mut self, rule: RuleId, info: &RuleInfo, actions: &mut Actions) {
+    fn insert(&mut self, role: u32, rule: RuleId, info: &RuleInfo, actions: &mut Actions) {
         let deny = info.kind == RuleKind::Deny;
         for action in &info.actions {
-            let entry = Entry {
-                rule,
-                action: actions.key(action),
-                deny,
-            };
+            let action = actions.key(action);
             for pattern in &info.resources {
+                let mut entry = Entry {
+                    role,
+                    rule,
+                    action,
+                    deny,
+                    deep: false,
+                };
                 match pattern.kind() {
                     PatternKind::Any => self.any.push(entry),
                     PatternKind::Exact => self
@@ -261,32 +273,48 @@ impl Index {
                         if let Err(at) = self.prefix_lens.binary_search(&prefix.len()) {
                             self.prefix_lens.insert(at, prefix.len());
                         }
-                        self.prefix
-                            .entry(prefix.clone())
-                            .or_default()
-                            .push((entry, *deep));
+                        entry.deep = *deep;
+                        self.prefix.entry(prefix.clone()).or_default().push(entry);
                     }
-                    PatternKind::Glob(_) => self.globs.push((entry, pattern.clone())),
+                    PatternKind::Glob(_) => {
+                        match self.globs.iter_mut().find(|(p, _)| p == pattern) {
+                            Some((_, entries)) => entries.push(entry),
+                            None => self.globs.push((pattern.clone(), vec![entry])),
+                        }
+                    }
                 }
             }
         }
     }
 
-    /// Calls `f(rule, deny)` for every entry matching `action` on `resource` until `f`
-    /// returns true; returns whether it did.
+    /// Sorts every bucket by role (stable: rules keep their order within a role).
+    fn finish(&mut self) {
+        let buckets = std::iter::once(&mut self.any)
+            .chain(self.exact.values_mut())
+            .chain(self.prefix.values_mut())
+            .chain(self.globs.iter_mut().map(|(_, e)| e));
+        for bucket in buckets {
+            bucket.sort_by_key(|e| e.role);
+            bucket.shrink_to_fit();
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.any.is_empty()
+            && self.exact.is_empty()
+            && self.prefix.is_empty()
+            && self.globs.is_empty()
+    }
+
+    /// Calls `f` with every bucket whose pattern matches `resource` until it returns true;
+    /// returns whether it did.
     #[inline]
-    fn visit(
-        &self,
-        action: &ActionQuery<'_>,
-        resource: &str,
-        f: &mut impl FnMut(RuleId, bool) -> bool,
-    ) -> bool {
-        let mut hit = |e: &Entry| action.matches(e.action) && f(e.rule, e.deny);
-        if self.any.iter().any(&mut hit) {
+    fn buckets(&self, resource: &str, f: &mut BucketFn<'_>) -> bool {
+        if !self.any.is_empty() && f(&self.any, true) {
             return true;
         }
-        if let Some(entries) = self.exact.get(resource)
-            && entries.iter().any(&mut hit)
+        if let Some(bucket) = self.exact.get(resource)
+            && f(bucket, true)
         {
             return true;
         }
@@ -297,24 +325,55 @@ impl Index {
             let (Some(head), Some(rest)) = (resource.get(..len), resource.get(len..)) else {
                 continue;
             };
-            if let Some(entries) = self.prefix.get(head) {
-                let shallow = !rest.contains('/');
-                if entries.iter().any(|(e, deep)| (*deep || shallow) && hit(e)) {
-                    return true;
-                }
+            if let Some(bucket) = self.prefix.get(head)
+                && f(bucket, !rest.contains('/'))
+            {
+                return true;
             }
         }
         self.globs
             .iter()
-            .any(|(e, pattern)| pattern.matches(resource) && hit(e))
+            .any(|(pattern, bucket)| pattern.matches(resource) && f(bucket, true))
     }
+}
 
-    fn is_empty(&self) -> bool {
-        self.any.is_empty()
-            && self.exact.is_empty()
-            && self.prefix.is_empty()
-            && self.globs.is_empty()
+/// Calls `f(entry, grant)` for every entry of `bucket` that matches the action and belongs
+/// to a role in the closure (the role and its ancestors) of one of `grants`, until `f`
+/// returns true.
+#[inline]
+fn scan(
+    roles: &[CompiledRole],
+    bucket: &[Entry],
+    shallow: bool,
+    grants: &[Grant],
+    action: &ActionQuery<'_>,
+    f: &mut impl FnMut(&Entry, &Grant) -> bool,
+) -> bool {
+    let mut visit =
+        |e: &Entry, g: &Grant| (e.deep || shallow) && action.matches(e.action) && f(e, g);
+    for grant in grants {
+        let Some(closure) = roles.get(grant.role as usize).map(|r| &*r.closure) else {
+            continue;
+        };
+        if bucket.len() <= closure.len() {
+            for e in bucket {
+                if closure.binary_search(&e.role).is_ok() && visit(e, grant) {
+                    return true;
+                }
+            }
+        } else {
+            for &role in closure {
+                let start = bucket.partition_point(|e| e.role < role);
+                let same = bucket.get(start..).unwrap_or(&[]);
+                for e in same.iter().take_while(|e| e.role == role) {
+                    if visit(e, grant) {
+                        return true;
+                    }
+                }
+            }
+        }
     }
+    false
 }
 
 #[derive(Clone, Debug)]
@@ -322,7 +381,8 @@ struct CompiledRole {
     name: Box<str>,
     description: Option<Box<str>>,
     parents: Vec<Box<str>>,
-    index: Index,
+    /// This role's id and those of all its ancestors, sorted.
+    closure: Box<[u32]>,
 }
 
 /// A validated, compiled policy: ask it with [`decide`](Self::decide) and
@@ -359,6 +419,7 @@ pub struct Policy {
     role_ids: FxHashMap<Box<str>, u32>,
     /// Subject id -> (tenant, role id) grants made by the policy itself.
     assignments: Assignments,
+    index: Index,
     bindings: Index,
     actions: Actions,
 }
@@ -375,6 +436,7 @@ impl fmt::Debug for Policy {
 }
 
 /// One applicable grant while deciding.
+#[derive(Clone, Copy, Debug)]
 struct Grant {
     role: u32,
     /// Whether the grant applies in the tenant the call acts in (otherwise only
@@ -424,6 +486,7 @@ impl Policy {
             roles: Vec::new(),
             role_ids: FxHashMap::default(),
             assignments: FxHashMap::default(),
+            index: Index::default(),
             bindings: Index::default(),
             actions: Actions::default(),
         }
@@ -550,39 +613,64 @@ impl Policy {
         let action = self.actions.query(request.action);
         let mut allowed: Option<Reason<'_>> = None;
         let mut failure = Reason::NoMatchingRule;
-        for grant in self.grants(subject, acting, cross) {
-            let Some(role) = self.roles.get(grant.role as usize) else {
-                continue;
+        // Grants are handled in chunks held on the stack, so that deciding never allocates;
+        // a subject rarely has more than one chunk.
+        const CHUNK: usize = 8;
+        let mut grants = self.grants(subject, acting, cross);
+        let mut chunk = [Grant {
+            role: 0,
+            in_tenant: false,
+        }; CHUNK];
+        loop {
+            let mut len = 0;
+            for (slot, grant) in chunk.iter_mut().zip(grants.by_ref()) {
+                *slot = grant;
+                len += 1;
+            }
+            let Some(held) = chunk.get(..len).filter(|held| !held.is_empty()) else {
+                break;
             };
-            // One pass over the role's matching rules: a deny ends the decision at once
-            // (deny wins); the first allow whose conditions hold is kept.
+            // A deny ends the decision at once (deny wins); the first allow whose
+            // conditions hold is kept, and the search goes on for denies.
             let mut deny = None;
-            role.index
-                .visit(&action, request.resource, &mut |r, is_deny| {
-                    let Some(rule) = self.rules.get(r as usize) else {
-                        return false;
-                    };
-                    if is_deny {
-                        deny = Some(rule);
-                        return true;
-                    }
-                    if allowed.is_none() {
-                        let outcome = self.check_allow(
-                            subject, request, acting, &role.name, rule, &grant, check_args,
-                        );
-                        if let Reason::Allowed { .. } = outcome {
-                            allowed = Some(outcome);
-                        } else if outcome.rank() > failure.rank() {
-                            failure = outcome;
-                        }
-                    }
-                    false
+            self.index
+                .buckets(request.resource, &mut |bucket, shallow| {
+                    scan(
+                        &self.roles,
+                        bucket,
+                        shallow,
+                        held,
+                        &action,
+                        &mut |entry, grant| {
+                            let (Some(rule), Some(role)) = (
+                                self.rules.get(entry.rule as usize),
+                                self.roles.get(grant.role as usize),
+                            ) else {
+                                return false;
+                            };
+                            if entry.deny {
+                                deny = Some((&*role.name, rule));
+                                return true;
+                            }
+                            if allowed.is_none() {
+                                let outcome = self.check_allow(
+                                    subject, request, acting, &role.name, rule, grant, check_args,
+                                );
+                                if let Reason::Allowed { .. } = outcome {
+                                    allowed = Some(outcome);
+                                } else if outcome.rank() > failure.rank() {
+                                    failure = outcome;
+                                }
+                            }
+                            false
+                        },
+                    )
                 });
-            if let Some(rule) = deny {
-                return Decision::new(Reason::DeniedByRule {
-                    role: &role.name,
-                    rule,
-                });
+            if let Some((role, rule)) = deny {
+                return Decision::new(Reason::DeniedByRule { role, rule });
+            }
+            if len < CHUNK {
+                break;
             }
         }
         let Some(allowed) = allowed else {
@@ -590,13 +678,17 @@ impl Policy {
         };
         if check_args && !self.bindings.is_empty() {
             let mut violation = None;
-            self.bindings.visit(&action, request.resource, &mut |r, _| {
-                let Some(rule) = self.rules.get(r as usize) else {
-                    return false;
-                };
-                violation = check_args_of(rule, subject, request, acting);
-                violation.is_some()
-            });
+            self.bindings
+                .buckets(request.resource, &mut |bucket, shallow| {
+                    bucket.iter().any(|e| {
+                        (e.deep || shallow)
+                            && action.matches(e.action)
+                            && self.rules.get(e.rule as usize).is_some_and(|rule| {
+                                violation = check_args_of(rule, subject, request, acting);
+                                violation.is_some()
+                            })
+                    })
+                });
             if let Some(v) = violation {
                 return Decision::new(v);
             }
@@ -895,7 +987,7 @@ impl Compiler {
             if let Some(id) = self.rule("", RuleKind::Binding, i, &binding.rule, &path)
                 && let Some(info) = self.rules.get(id as usize)
             {
-                bindings.insert(id, info, &mut actions);
+                bindings.insert(u32::MAX, id, info, &mut actions);
             }
         }
         // Assignments.
@@ -931,44 +1023,44 @@ impl Compiler {
                 .sort_by_key(|d| (d.location.line(), d.location.column()));
             return Err(LoadError::Invalid(self.diagnostics));
         }
-        // Flatten: each role gets its own rules and every ancestor's, once each.
-        let mut flat: Vec<BTreeSet<(bool, RuleId)>> = vec![BTreeSet::new(); doc.roles.len()];
+        // Each role's closure: itself and every ancestor (parents come first in `order`).
+        let mut closures: Vec<BTreeSet<u32>> = vec![BTreeSet::new(); doc.roles.len()];
         for &i in &order {
-            let mut set = BTreeSet::new();
-            if let Some((allow, deny)) = own.get(i) {
-                set.extend(allow.iter().map(|&r| (true, r)));
-                set.extend(deny.iter().map(|&r| (false, r)));
-            }
+            let mut set = BTreeSet::from([u32::try_from(i).unwrap_or(u32::MAX)]);
             for &p in parents.get(i).into_iter().flatten() {
-                if let Some(parent) = flat.get(p) {
+                if let Some(parent) = closures.get(p) {
                     set.extend(parent.iter().copied());
                 }
             }
-            if let Some(slot) = flat.get_mut(i) {
+            if let Some(slot) = closures.get_mut(i) {
                 *slot = set;
             }
         }
+        // Every rule once, under the role that defines it.
+        let mut index = Index::default();
+        for (i, (allow, deny)) in own.iter().enumerate() {
+            let role = u32::try_from(i).unwrap_or(u32::MAX);
+            for &id in allow.iter().chain(deny) {
+                if let Some(info) = self.rules.get(id as usize) {
+                    index.insert(role, id, info, &mut actions);
+                }
+            }
+        }
+        index.finish();
+        bindings.finish();
         let roles = doc
             .roles
             .iter()
-            .zip(flat)
-            .map(|(role, set)| {
-                let mut compiled = CompiledRole {
-                    name: role.name.as_str().into(),
-                    description: role.description.as_deref().map(Into::into),
-                    parents: role
-                        .inherits
-                        .iter()
-                        .map(|(p, _)| p.as_str().into())
-                        .collect(),
-                    index: Index::default(),
-                };
-                for (_, id) in set {
-                    if let Some(info) = self.rules.get(id as usize) {
-                        compiled.index.insert(id, info, &mut actions);
-                    }
-                }
-                compiled
+            .zip(closures)
+            .map(|(role, closure)| CompiledRole {
+                name: role.name.as_str().into(),
+                description: role.description.as_deref().map(Into::into),
+                parents: role
+                    .inherits
+                    .iter()
+                    .map(|(p, _)| p.as_str().into())
+                    .collect(),
+                closure: closure.into_iter().collect(),
             })
             .collect();
         Ok(Policy {
@@ -977,6 +1069,7 @@ impl Compiler {
             roles,
             role_ids,
             assignments,
+            index,
             bindings,
             actions,
         })
@@ -1066,24 +1159,21 @@ impl Compiler {
 #[cfg(test)]
 impl Policy {
     pub(crate) fn flattened_rule_count(&self, role: &str) -> usize {
-        let Some(&id) = self.role_ids.get(role) else {
+        let Some(role) = self
+            .role_ids
+            .get(role)
+            .and_then(|&id| self.roles.get(id as usize))
+        else {
             return 0;
         };
-        let Some(role) = self.roles.get(id as usize) else {
-            return 0;
-        };
-        let mut seen = HashSet::new();
-        let index = &role.index;
-        let entries = index
-            .any
+        self.rules
             .iter()
-            .chain(index.exact.values().flatten())
-            .chain(index.prefix.values().flatten().map(|(e, _)| e))
-            .chain(index.globs.iter().map(|(e, _)| e));
-        for e in entries {
-            seen.insert(e.rule);
-        }
-        seen.len()
+            .filter(|rule| {
+                self.role_ids
+                    .get(rule.role())
+                    .is_some_and(|id| role.closure.contains(id))
+            })
+            .count()
     }
 }
 

@@ -55,9 +55,15 @@ impl Hasher for FxHasher {
 
     #[inline]
     fn finish(&self) -> u64 {
-        // The multiply leaves the best-mixed bits at the top; the table takes its bucket
-        // from the bottom ones.
-        self.hash.rotate_left(26)
+        // A multiply only carries low input bits upwards, and the table takes its bucket from
+        // the low bits and its tag from the top ones; a final avalanche (MurmurHash3's
+        // `fmix64`) makes both depend on every input byte.
+        let mut x = self.hash;
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        x ^ (x >> 33)
     }
 }
 

@@ -503,3 +503,29 @@ fn filter_ignores_argument_bindings_but_not_scopes() {
     );
     assert_eq!(kept, ["fs/read"]);
 }
+
+#[test]
+fn many_roles_are_all_considered() {
+    // More roles than one stack chunk of grants: a deny in the last role still wins, and an
+    // allow in the last role still allows.
+    let mut builder = PolicyBuilder::new();
+    for i in 0..20 {
+        builder = builder.role(
+            Role::new(format!("r{i}")).allow(Rule::new("tools/call").resource(format!("t{i}"))),
+        );
+    }
+    let policy = builder
+        .role(
+            Role::new("last")
+                .allow(Rule::new("tools/call").resource("late"))
+                .deny(Rule::new("tools/call").resource("t0")),
+        )
+        .build()
+        .unwrap();
+    let many = (0..20).fold(BasicSubject::new("m"), |s, i| s.role(format!("r{i}")));
+    assert!(allowed(&policy, &many, "tools/call", "t0"));
+    assert!(allowed(&policy, &many, "tools/call", "t19"));
+    let with_last = many.role("last");
+    assert!(!allowed(&policy, &with_last, "tools/call", "t0"));
+    assert!(allowed(&policy, &with_last, "tools/call", "late"));
+}
