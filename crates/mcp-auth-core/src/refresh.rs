@@ -645,8 +645,14 @@ mod tests {
             self.calls.lock().unwrap().clone()
         }
 
-        fn clock(&self) -> Arc<dyn Clock> {
-            Arc::clone(&self.clock) as Arc<dyn Clock>
+        /// Starts a refresher on this setup's clock.
+        fn spawn(&self, source: Scripted, config: RefreshConfig) -> TokenRefresher {
+            TokenRefresher::spawn_with_clock(
+                source,
+                config,
+                Arc::clone(&self.clock) as Arc<dyn Clock>,
+            )
+            .unwrap()
         }
     }
 
@@ -660,12 +666,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn proactive_refresh_at_the_margin() {
         let s = setup();
-        let refresher = TokenRefresher::spawn_with_clock(
-            s.source(HOUR, vec![], usize::MAX),
-            RefreshConfig::new(),
-            s.clock(),
-        )
-        .unwrap();
+        let refresher = s.spawn(s.source(HOUR, vec![], usize::MAX), RefreshConfig::new());
         let handle = refresher.handle();
         assert_eq!(handle.wait_for_token().await.unwrap().expose(), "token-0");
 
@@ -696,12 +697,10 @@ mod tests {
         let s = setup();
         // Calls 1..=4 fail (the proactive attempt at 50:00 and three retries); the retry
         // that would come at 58:30 is pulled forward to 55:00, where the window opens.
-        let refresher = TokenRefresher::spawn_with_clock(
+        let refresher = s.spawn(
             s.source(HOUR, vec![1, 2, 3, 4], usize::MAX),
             RefreshConfig::new().jitter(0.0),
-            s.clock(),
-        )
-        .unwrap();
+        );
         sleep_until_secs(&s, 3400).await;
         assert_eq!(s.calls(), vec![0, 3000, 3030, 3090, 3210, 3300]);
         assert_eq!(refresher.current().unwrap().expose(), "token-5");
@@ -725,9 +724,7 @@ mod tests {
             .margin(Duration::from_secs(30 * 60))
             .emergency_window(Duration::from_secs(60))
             .jitter(0.0);
-        let refresher =
-            TokenRefresher::spawn_with_clock(s.source(2 * HOUR, vec![], 1), config, s.clock())
-                .unwrap();
+        let refresher = s.spawn(s.source(2 * HOUR, vec![], 1), config);
         sleep_until_secs(&s, 7030).await;
         assert_eq!(
             s.calls(),
@@ -754,12 +751,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn jitter_stays_within_bounds() {
         let s = setup();
-        let refresher = TokenRefresher::spawn_with_clock(
+        let refresher = s.spawn(
             s.source(HOUR, vec![], 0),
             RefreshConfig::new().jitter(0.5).max_retries(3),
-            s.clock(),
-        )
-        .unwrap();
+        );
         sleep_until_secs(&s, 30 + 60 + 120 + 1).await;
         let calls = s.calls();
         assert!(calls.len() >= 4, "{calls:?}");
@@ -777,12 +772,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn short_lived_tokens_refresh_at_half_life() {
         let s = setup();
-        let refresher = TokenRefresher::spawn_with_clock(
+        let refresher = s.spawn(
             s.source(Duration::from_secs(240), vec![], usize::MAX),
             RefreshConfig::new(),
-            s.clock(),
-        )
-        .unwrap();
+        );
         sleep_until_secs(&s, 250).await;
         assert_eq!(s.calls(), vec![0, 120, 240]);
         assert_eq!(refresher.stats().proactive, 2);
@@ -791,12 +784,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn stops_on_drop_and_shutdown() {
         let s = setup();
-        let refresher = TokenRefresher::spawn_with_clock(
-            s.source(HOUR, vec![], usize::MAX),
-            RefreshConfig::new(),
-            s.clock(),
-        )
-        .unwrap();
+        let refresher = s.spawn(s.source(HOUR, vec![], usize::MAX), RefreshConfig::new());
         let handle = refresher.handle();
         handle.wait_for_token().await.unwrap();
         drop(refresher);
@@ -805,12 +793,7 @@ mod tests {
         assert!(handle.wait_for_token().await.is_none());
 
         let s = setup();
-        let refresher = TokenRefresher::spawn_with_clock(
-            s.source(HOUR, vec![], usize::MAX),
-            RefreshConfig::new(),
-            s.clock(),
-        )
-        .unwrap();
+        let refresher = s.spawn(s.source(HOUR, vec![], usize::MAX), RefreshConfig::new());
         let handle = refresher.handle();
         handle.wait_for_token().await.unwrap();
         refresher.shutdown().await;
@@ -841,13 +824,7 @@ mod tests {
         for (config, error) in bad {
             assert_eq!(config.validate(), Err(error));
         }
-        let s = Setup {
-            clock: Arc::new(TokioClock {
-                base: SystemTime::UNIX_EPOCH,
-                start: tokio::time::Instant::now(),
-            }),
-            calls: Arc::default(),
-        };
+        let s = setup();
         assert_eq!(
             TokenRefresher::spawn(s.source(HOUR, vec![], 0), RefreshConfig::new()).map(|_| ()),
             Err(RefreshSetupError::NoRuntime)

@@ -407,6 +407,20 @@ mod tests {
         RefreshTokenHash::of(token)
     }
 
+    /// Exchanges `presented` for `next` (valid until `expires` s) at `now` s.
+    async fn exchange(
+        store: &MemoryRefreshTokenStore,
+        presented: &str,
+        next: &str,
+        expires: u64,
+        now: u64,
+    ) -> Exchange {
+        store
+            .exchange(h(presented), h(next), at(expires), at(now))
+            .await
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn exchange_rotates_then_detects_reuse() {
         let store = MemoryRefreshTokenStore::new();
@@ -414,35 +428,23 @@ mod tests {
             .start_family(family("f", 0, 1000), h("a"), at(100), at(0))
             .await
             .unwrap();
-        let out = store
-            .exchange(h("a"), h("b"), at(200), at(10))
-            .await
-            .unwrap();
+        let out = exchange(&store, "a", "b", 200, 10).await;
         assert!(matches!(out, Exchange::Rotated { expires_at, .. } if expires_at == at(200)));
-        let out = store
-            .exchange(h("a"), h("c"), at(200), at(11))
-            .await
-            .unwrap();
+        let out = exchange(&store, "a", "c", 200, 11).await;
         assert_eq!(
             out,
             Exchange::Reused {
                 family_id: "f".into()
             }
         );
-        let out = store
-            .exchange(h("b"), h("d"), at(200), at(12))
-            .await
-            .unwrap();
+        let out = exchange(&store, "b", "d", 200, 12).await;
         assert_eq!(
             out,
             Exchange::Revoked {
                 family_id: "f".into()
             }
         );
-        let out = store
-            .exchange(h("zz"), h("e"), at(200), at(12))
-            .await
-            .unwrap();
+        let out = exchange(&store, "zz", "e", 200, 12).await;
         assert_eq!(out, Exchange::Unknown);
     }
 
@@ -453,16 +455,10 @@ mod tests {
             .start_family(family("f", 0, 150), h("a"), at(100), at(0))
             .await
             .unwrap();
-        let out = store
-            .exchange(h("a"), h("b"), at(300), at(50))
-            .await
-            .unwrap();
+        let out = exchange(&store, "a", "b", 300, 50).await;
         // The new token is capped at the family's end.
         assert!(matches!(out, Exchange::Rotated { expires_at, .. } if expires_at == at(150)));
-        let out = store
-            .exchange(h("b"), h("c"), at(400), at(150))
-            .await
-            .unwrap();
+        let out = exchange(&store, "b", "c", 400, 150).await;
         assert_eq!(out, Exchange::Expired);
         assert_eq!(store.purge_expired(at(151)), 1);
         assert_eq!(store.family_count(), 0);
@@ -484,40 +480,25 @@ mod tests {
         }
         assert_eq!(store.family_count(), 2);
         // The oldest family was evicted; its token is now unknown.
-        let out = store
-            .exchange(h("f1"), h("x"), at(900), at(5))
-            .await
-            .unwrap();
+        let out = exchange(&store, "f1", "x", 900, 5).await;
         assert_eq!(out, Exchange::Unknown);
 
         let mut current = "f3".to_owned();
         for n in 0..5 {
             let next = format!("f3-{n}");
-            let out = store
-                .exchange(h(&current), h(&next), at(900), at(10))
-                .await
-                .unwrap();
+            let out = exchange(&store, &current, &next, 900, 10).await;
             assert!(matches!(out, Exchange::Rotated { .. }));
             current = next;
         }
         // f2 holds one token, f3 remembers at most three.
         assert_eq!(store.token_count(), 1 + 3);
         // A forgotten used token is refused as unknown and does not revoke the family...
-        let out = store
-            .exchange(h("f3"), h("y"), at(900), at(11))
-            .await
-            .unwrap();
+        let out = exchange(&store, "f3", "y", 900, 11).await;
         assert_eq!(out, Exchange::Unknown);
-        let out = store
-            .exchange(h(&current), h("f3-5"), at(900), at(12))
-            .await
-            .unwrap();
+        let out = exchange(&store, &current, "f3-5", 900, 12).await;
         assert!(matches!(out, Exchange::Rotated { .. }));
         // ...while a remembered one does.
-        let out = store
-            .exchange(h(&current), h("z"), at(900), at(13))
-            .await
-            .unwrap();
+        let out = exchange(&store, &current, "z", 900, 13).await;
         assert!(matches!(out, Exchange::Reused { .. }));
     }
 
@@ -530,10 +511,7 @@ mod tests {
             .unwrap();
         assert!(store.revoke_family_of(h("a"), at(1)).await.unwrap());
         assert!(!store.revoke_family_of(h("nope"), at(1)).await.unwrap());
-        let out = store
-            .exchange(h("a"), h("b"), at(900), at(2))
-            .await
-            .unwrap();
+        let out = exchange(&store, "a", "b", 900, 2).await;
         assert_eq!(
             out,
             Exchange::Revoked {
