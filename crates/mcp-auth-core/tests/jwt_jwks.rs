@@ -7,60 +7,27 @@
     reason = "integration test: a failure should stop the test loudly"
 )]
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use mcp_auth_core::jwks::{JwksCache, JwksConfig, JwksSource};
-use mcp_auth_core::jwt::{JwtAuthenticator, JwtValidator};
+use mcp_auth_core::jwks::JwksConfig;
 use mcp_auth_core::{AuthError, TokenRejection};
-use mcp_auth_testkit::{FakeClock, TestIssuer, TestIssuerConfig};
+use mcp_auth_testkit::TestIssuer;
 use serde_json::json;
+use support::jwt::{JwtOptions, JwtSetup, jwt_setup};
 
-struct Setup {
-    issuer: TestIssuer,
-    clock: FakeClock,
-    cache: JwksCache,
-    auth: JwtAuthenticator,
-}
-
-async fn setup_with(config: JwksConfig, discovery: bool) -> Setup {
-    let clock = FakeClock::at_system_now();
-    let issuer = TestIssuer::start_with(TestIssuerConfig {
-        clock: Arc::new(clock.clone()),
-        ..TestIssuerConfig::default()
-    })
-    .await;
-    let source = if discovery {
-        JwksSource::Discovery {
-            issuer: issuer.issuer_url(),
-        }
-    } else {
-        JwksSource::Url(issuer.jwks_url())
+async fn setup_with(jwks: JwksConfig, discovery: bool) -> JwtSetup {
+    let options = JwtOptions {
+        discovery,
+        jwks,
+        ..JwtOptions::default()
     };
-    let cache = JwksCache::builder(source)
-        .config(config)
-        .clock(Arc::new(clock.clone()))
-        .build()
-        .unwrap();
-    let validator = JwtValidator::builder()
-        .issuer(issuer.issuer_url())
-        .audience(TestIssuer::AUDIENCE)
-        .clock(Arc::new(clock.clone()))
-        .build()
-        .unwrap();
-    // No validated-token cache here: every call goes through the key lookup.
-    let auth = JwtAuthenticator::builder(validator, Arc::new(cache.clone()))
-        .token_cache_capacity(0)
-        .build();
-    Setup {
-        issuer,
-        clock,
-        cache,
-        auth,
-    }
+    jwt_setup(options, |builder| builder).await
 }
 
-async fn setup() -> Setup {
+async fn setup() -> JwtSetup {
     setup_with(JwksConfig::default().background_refresh(false), true).await
 }
 

@@ -7,44 +7,31 @@
     reason = "integration test: a failure should stop the test loudly"
 )]
 
-use std::sync::Arc;
+mod support;
+
 use std::time::Duration;
 
-use mcp_auth_core::jwks::{JwksCache, JwksConfig, JwksSource};
-use mcp_auth_core::jwt::{Algorithm, JwtAuthenticator, JwtValidator};
+use mcp_auth_core::jwt::{Algorithm, JwtAuthenticator};
+use mcp_auth_core::token_cache::DEFAULT_TOKEN_CACHE_CAPACITY;
 use mcp_auth_core::{AuthError, Authenticator, Credential, Secret, TokenRejection};
-use mcp_auth_testkit::{FakeClock, TestIssuer, TestIssuerConfig, TestKey, tokens};
+use mcp_auth_testkit::{TestIssuer, TestKey, tokens};
 use serde_json::{Value, json};
+use support::jwt::{JwtOptions, JwtSetup, jwt_setup};
 
-struct Setup {
-    issuer: TestIssuer,
-    auth: JwtAuthenticator,
-}
-
-async fn setup(algorithms: &[Algorithm]) -> Setup {
-    let clock = FakeClock::at_system_now();
-    let issuer = TestIssuer::start_with(TestIssuerConfig {
-        clock: Arc::new(clock.clone()),
-        ..TestIssuerConfig::default()
+async fn setup(algorithms: &[Algorithm]) -> JwtSetup {
+    let options = JwtOptions {
+        token_cache_capacity: DEFAULT_TOKEN_CACHE_CAPACITY,
+        ..JwtOptions::default()
+    };
+    let s = jwt_setup(options, |builder| {
+        builder
+            .algorithms(algorithms.iter().copied())
+            .leeway(Duration::from_secs(60))
     })
     .await;
-    let cache = JwksCache::builder(JwksSource::Url(issuer.jwks_url()))
-        .config(JwksConfig::default().background_refresh(false))
-        .clock(Arc::new(clock.clone()))
-        .build()
-        .unwrap();
-    let validator = JwtValidator::builder()
-        .issuer(issuer.issuer_url())
-        .audience(TestIssuer::AUDIENCE)
-        .algorithms(algorithms.iter().copied())
-        .leeway(Duration::from_secs(60))
-        .clock(Arc::new(clock))
-        .build()
-        .unwrap();
-    let auth = JwtAuthenticator::builder(validator, Arc::new(cache)).build();
     // Fetch the keys once so that every case below runs against known keys.
-    auth.verify(&issuer.mint(json!({}))).await.unwrap();
-    Setup { issuer, auth }
+    s.auth.verify(&s.issuer.mint(json!({}))).await.unwrap();
+    s
 }
 
 const ASYMMETRIC: [Algorithm; 3] = [Algorithm::RS256, Algorithm::PS256, Algorithm::ES256];
@@ -129,7 +116,7 @@ async fn alg_none() {
 
 #[tokio::test]
 async fn hs256_signed_with_the_rsa_public_key() {
-    let kid_claims = |s: &Setup| (s.issuer.current_kid(), s.issuer.claims(json!({})));
+    let kid_claims = |s: &JwtSetup| (s.issuer.current_kid(), s.issuer.claims(json!({})));
     // With HS256 not allowed, the allow-list stops it.
     let s = setup(&ASYMMETRIC).await;
     let (kid, claims) = kid_claims(&s);
@@ -268,25 +255,10 @@ async fn unknown_crit() {
 
 #[tokio::test]
 async fn wrong_type_when_required() {
-    let clock = FakeClock::at_system_now();
-    let issuer = TestIssuer::start_with(TestIssuerConfig {
-        clock: Arc::new(clock.clone()),
-        ..TestIssuerConfig::default()
+    let JwtSetup { issuer, auth, .. } = jwt_setup(JwtOptions::default(), |builder| {
+        builder.required_type("at+jwt")
     })
     .await;
-    let cache = JwksCache::builder(JwksSource::Url(issuer.jwks_url()))
-        .config(JwksConfig::default().background_refresh(false))
-        .clock(Arc::new(clock.clone()))
-        .build()
-        .unwrap();
-    let validator = JwtValidator::builder()
-        .issuer(issuer.issuer_url())
-        .audience(TestIssuer::AUDIENCE)
-        .required_type("at+jwt")
-        .clock(Arc::new(clock))
-        .build()
-        .unwrap();
-    let auth = JwtAuthenticator::builder(validator, Arc::new(cache)).build();
     let jwt = issuer.mint(json!({}));
     assert_eq!(rejection(&auth, &jwt).await, TokenRejection::WrongType);
     let at = issuer.mint_with_header(json!({"typ": "at+jwt"}), json!({}));

@@ -10,4 +10,5 @@
 )]
 
 pub(crate) mod api_key_suite;
+pub(crate) mod jwt;
 pub(crate) mod services;
