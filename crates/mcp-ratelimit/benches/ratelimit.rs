@@ -9,7 +9,7 @@
 
 use std::hint::black_box;
 use std::num::NonZeroU32;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use mcp_ratelimit::{Algorithm, Charge, Clock, MemoryStore, Quota, SystemClock};
@@ -75,6 +75,8 @@ fn memory(c: &mut Criterion) {
 
 #[cfg(feature = "redis")]
 fn redis(c: &mut Criterion) {
+    use std::time::Duration;
+
     use mcp_ratelimit::{RedisStore, RedisStoreConfig};
 
     let Ok(url) = std::env::var("MCP_TEST_REDIS_URL") else {
