@@ -260,6 +260,11 @@ pub(crate) async fn rotation_grace(store: Arc<dyn ApiKeyStore>) {
     ));
 }
 
+/// The last-use time `store` holds for `key_id`.
+async fn last_used(store: &Arc<dyn ApiKeyStore>, key_id: &str) -> Option<std::time::SystemTime> {
+    store.get(key_id).await.unwrap().unwrap().last_used_at
+}
+
 /// Last-use times are batched in memory and written by a flush.
 pub(crate) async fn last_used_batching(store: Arc<dyn ApiKeyStore>) {
     let clock = FakeClock::new();
@@ -278,37 +283,13 @@ pub(crate) async fn last_used_batching(store: Arc<dyn ApiKeyStore>) {
     let _ = keys.verify(&wrong_secret(&a.key)).await;
 
     // Nothing reaches the store before a flush.
-    assert_eq!(
-        store
-            .get(&a.record.key_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .last_used_at,
-        None
-    );
+    assert_eq!(last_used(&store, &a.record.key_id).await, None);
     assert_eq!(keys.pending_last_used(), 2);
     assert_eq!(keys.flush_last_used().await.unwrap(), 2);
     assert_eq!(keys.pending_last_used(), 0);
     let now = clock.now_for_test();
-    assert_eq!(
-        store
-            .get(&a.record.key_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .last_used_at,
-        Some(now)
-    );
-    assert_eq!(
-        store
-            .get(&b.record.key_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .last_used_at,
-        Some(now)
-    );
+    assert_eq!(last_used(&store, &a.record.key_id).await, Some(now));
+    assert_eq!(last_used(&store, &b.record.key_id).await, Some(now));
     assert_eq!(keys.flush_last_used().await.unwrap(), 0);
 
     // An older time never overwrites a newer one.
@@ -316,15 +297,7 @@ pub(crate) async fn last_used_batching(store: Arc<dyn ApiKeyStore>) {
         .touch_last_used(&[(a.record.key_id.clone(), t0), ("unknown".to_owned(), t0)])
         .await
         .unwrap();
-    assert_eq!(
-        store
-            .get(&a.record.key_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .last_used_at,
-        Some(now)
-    );
+    assert_eq!(last_used(&store, &a.record.key_id).await, Some(now));
     assert!(now > UNIX_EPOCH);
 }
 
