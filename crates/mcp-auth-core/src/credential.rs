@@ -9,9 +9,21 @@ use crate::error::AuthError;
 
 /// A secret string that never shows in `Debug` or `Display` output.
 ///
-/// Read it with [`Secret::expose`]; the name makes every read visible in review.
-#[derive(Clone, PartialEq, Eq)]
+/// Read it with [`Secret::expose`]; the name makes every read visible in review. Two secrets
+/// compare equal in constant time (for a given length).
+#[derive(Clone)]
 pub struct Secret(Box<str>);
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        bool::from(subtle::ConstantTimeEq::ct_eq(
+            self.0.as_bytes(),
+            other.0.as_bytes(),
+        ))
+    }
+}
+
+impl Eq for Secret {}
 
 impl Secret {
     /// Wraps a secret.
@@ -355,6 +367,14 @@ mod tests {
             )),
             Err(AuthError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn secret_equality() {
+        assert_eq!(Secret::new("same-value"), Secret::new("same-value"));
+        assert_ne!(Secret::new("same-value"), Secret::new("same-valuE"));
+        assert_ne!(Secret::new("same-value"), Secret::new("same-value-longer"));
+        assert_ne!(Secret::new(""), Secret::new("x"));
     }
 
     #[test]
