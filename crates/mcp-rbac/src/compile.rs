@@ -236,7 +236,8 @@ type BucketFn<'f> = dyn FnMut(&[Entry], bool) -> bool + 'f;
 
 /// Every rule of the policy, found by resource: exact resources are one hash lookup, prefix
 /// patterns one lookup per distinct prefix length, and general wildcards are grouped by
-/// pattern (each tested once, after a cheap literal check). Buckets are sorted by role, so
+/// pattern and found by their literal tail (one lookup per distinct tail length) before the
+/// pattern itself is tested. Buckets are sorted by role, so
 /// the roles a subject holds are found by binary search; rules are stored once, however
 /// many roles inherit them.
 #[derive(Clone, Debug, Default)]
@@ -246,7 +247,10 @@ struct Index {
     prefix: FxHashMap<Box<str>, Vec<Entry>>,
     /// The distinct prefix lengths in `prefix`, ascending.
     prefix_lens: Vec<usize>,
-    globs: Vec<(Pattern, Vec<Entry>)>,
+    /// Wildcard patterns by the literal text after their last wildcard.
+    tails: FxHashMap<Box<str>, Vec<(Pattern, Vec<Entry>)>>,
+    /// The distinct tail lengths in `tails`, ascending (0 for patterns ending in `*`).
+    tail_lens: Vec<usize>,
 }
 
 impl Index {
@@ -277,9 +281,14 @@ impl Index {
                         self.prefix.entry(prefix.clone()).or_default().push(entry);
                     }
                     PatternKind::Glob(_) => {
-                        match self.globs.iter_mut().find(|(p, _)| p == pattern) {
+                        let tail = pattern.glob_tail().unwrap_or_default();
+                        if let Err(at) = self.tail_lens.binary_search(&tail.len()) {
+                            self.tail_lens.insert(at, tail.len());
+                        }
+                        let globs = self.tails.entry(tail.into()).or_default();
+                        match globs.iter_mut().find(|(p, _)| p == pattern) {
                             Some((_, entries)) => entries.push(entry),
-                            None => self.globs.push((pattern.clone(), vec![entry])),
+                            None => globs.push((pattern.clone(), vec![entry])),
                         }
                     }
                 }
@@ -292,7 +301,7 @@ impl Index {
         let buckets = std::iter::once(&mut self.any)
             .chain(self.exact.values_mut())
             .chain(self.prefix.values_mut())
-            .chain(self.globs.iter_mut().map(|(_, e)| e));
+            .chain(self.tails.values_mut().flatten().map(|(_, e)| e));
         for bucket in buckets {
             bucket.sort_by_key(|e| e.role);
             bucket.shrink_to_fit();
@@ -303,7 +312,7 @@ impl Index {
         self.any.is_empty()
             && self.exact.is_empty()
             && self.prefix.is_empty()
-            && self.globs.is_empty()
+            && self.tails.is_empty()
     }
 
     /// Calls `f` with every bucket whose pattern matches `resource` until it returns true;
@@ -331,9 +340,26 @@ impl Index {
                 return true;
             }
         }
-        self.globs
-            .iter()
-            .any(|(pattern, bucket)| pattern.matches(resource) && f(bucket, true))
+        for &len in &self.tail_lens {
+            let Some(tail) = resource
+                .len()
+                .checked_sub(len)
+                .and_then(|start| resource.get(start..))
+            else {
+                if len > resource.len() {
+                    break;
+                }
+                continue;
+            };
+            if let Some(globs) = self.tails.get(tail)
+                && globs
+                    .iter()
+                    .any(|(pattern, bucket)| pattern.matches(resource) && f(bucket, true))
+            {
+                return true;
+            }
+        }
+        false
     }
 }
 

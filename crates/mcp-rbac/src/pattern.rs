@@ -107,6 +107,14 @@ impl Pattern {
         &self.kind
     }
 
+    /// For a general wildcard pattern, the literal text after its last wildcard.
+    pub(crate) fn glob_tail(&self) -> Option<&str> {
+        match &self.kind {
+            PatternKind::Glob(glob) => Some(&glob.tail),
+            _ => None,
+        }
+    }
+
     /// Whether `text` matches the pattern. Does not allocate.
     pub fn matches(&self, text: &str) -> bool {
         match &self.kind {
