@@ -80,8 +80,16 @@ fn to_unix(time: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-fn from_unix(secs: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(secs)
+/// The last second of the year 9999: later times are clamped to it, so that a huge `exp`
+/// (from a token or a deserialized principal) never overflows a `SystemTime`.
+const MAX_UNIX_SECS: u64 = 253_402_300_799;
+
+/// `secs` after the Unix epoch, clamped to [`MAX_UNIX_SECS`]; never panics.
+pub(crate) fn from_unix(secs: u64) -> SystemTime {
+    let secs = secs.min(MAX_UNIX_SECS);
+    UNIX_EPOCH
+        .checked_add(Duration::from_secs(secs))
+        .unwrap_or(UNIX_EPOCH)
 }
 
 impl Principal {
@@ -291,6 +299,16 @@ mod tests {
         let back: Principal = serde_json::from_str(&json).unwrap();
         assert_eq!(p, back);
         assert!(json.contains("\"kind\":\"jwt\""));
+    }
+
+    #[test]
+    fn huge_times_do_not_overflow() {
+        let json = r#"{"subject":"s","method":{"kind":"local"},"expires_at":18446744073709551615,"issued_at":18446744073709551615}"#;
+        let p: Principal = serde_json::from_str(json).unwrap();
+        let year_9999 = UNIX_EPOCH + Duration::from_secs(MAX_UNIX_SECS);
+        assert_eq!(p.expires_at(), Some(year_9999));
+        assert_eq!(p.issued_at(), Some(year_9999));
+        assert!(!p.is_expired_at(year_9999 - Duration::from_secs(1)));
     }
 
     #[test]

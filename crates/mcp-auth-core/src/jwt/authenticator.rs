@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -13,7 +13,7 @@ use crate::authenticator::Authenticator;
 use crate::claims::ClaimMapping;
 use crate::credential::{Credential, CredentialKind};
 use crate::error::AuthError;
-use crate::principal::{AuthMethod, Principal};
+use crate::principal::{AuthMethod, Principal, from_unix};
 use crate::revocation::RevocationStore;
 use crate::token_cache::{DEFAULT_TOKEN_CACHE_CAPACITY, DEFAULT_TOKEN_CACHE_MAX_TTL, TokenCache};
 
@@ -186,9 +186,9 @@ impl JwtAuthenticator {
         .maybe_tenant(mapped.tenant)
         .roles(mapped.roles)
         .scopes(mapped.scopes)
-        .expires_at(UNIX_EPOCH + Duration::from_secs(verified.expires_at()));
+        .expires_at(from_unix(verified.expires_at()));
         if let Some(iat) = verified.issued_at() {
-            builder = builder.issued_at(UNIX_EPOCH + Duration::from_secs(iat));
+            builder = builder.issued_at(from_unix(iat));
         }
         if let Some(jti) = verified.token_id() {
             builder = builder.token_id(jti);
@@ -213,6 +213,8 @@ impl Authenticator for JwtAuthenticator {
 
 #[cfg(test)]
 mod tests {
+    use std::time::UNIX_EPOCH;
+
     use jsonwebtoken::Algorithm;
     use serde_json::json;
 
@@ -264,6 +266,19 @@ mod tests {
                 .await,
             Err(AuthError::NotAccepted)
         ));
+    }
+
+    #[tokio::test]
+    async fn far_future_exp_does_not_overflow() {
+        let auth = JwtAuthenticator::builder(validator(), keys()).build();
+        let mut c = claims();
+        c["exp"] = json!(i64::MAX);
+        let token = sign(Algorithm::RS256, RSA_PRIVATE, Some("k1"), &c);
+        let p = auth.verify(&token).await.unwrap();
+        let year_9999 = UNIX_EPOCH + Duration::from_secs(253_402_300_799);
+        assert_eq!(p.expires_at(), Some(year_9999));
+        // The cached entry is served too.
+        auth.verify(&token).await.unwrap();
     }
 
     #[tokio::test]
