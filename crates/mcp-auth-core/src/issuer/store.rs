@@ -407,6 +407,20 @@ mod tests {
         RefreshTokenHash::of(token)
     }
 
+    /// Starts `family` with its first token `first` (valid until `expires` s) at `now` s.
+    async fn start(
+        store: &MemoryRefreshTokenStore,
+        family: RefreshFamily,
+        first: &str,
+        expires: u64,
+        now: u64,
+    ) {
+        store
+            .start_family(family, h(first), at(expires), at(now))
+            .await
+            .unwrap();
+    }
+
     /// Exchanges `presented` for `next` (valid until `expires` s) at `now` s.
     async fn exchange(
         store: &MemoryRefreshTokenStore,
@@ -424,10 +438,7 @@ mod tests {
     #[tokio::test]
     async fn exchange_rotates_then_detects_reuse() {
         let store = MemoryRefreshTokenStore::new();
-        store
-            .start_family(family("f", 0, 1000), h("a"), at(100), at(0))
-            .await
-            .unwrap();
+        start(&store, family("f", 0, 1000), "a", 100, 0).await;
         let out = exchange(&store, "a", "b", 200, 10).await;
         assert!(matches!(out, Exchange::Rotated { expires_at, .. } if expires_at == at(200)));
         let out = exchange(&store, "a", "c", 200, 11).await;
@@ -451,10 +462,7 @@ mod tests {
     #[tokio::test]
     async fn expiry_of_token_and_family() {
         let store = MemoryRefreshTokenStore::new();
-        store
-            .start_family(family("f", 0, 150), h("a"), at(100), at(0))
-            .await
-            .unwrap();
+        start(&store, family("f", 0, 150), "a", 100, 0).await;
         let out = exchange(&store, "a", "b", 300, 50).await;
         // The new token is capped at the family's end.
         assert!(matches!(out, Exchange::Rotated { expires_at, .. } if expires_at == at(150)));
@@ -473,10 +481,7 @@ mod tests {
             purge_every: 1000,
         });
         for (i, id) in ["f1", "f2", "f3"].into_iter().enumerate() {
-            store
-                .start_family(family(id, i as u64, 1000), h(id), at(900), at(i as u64))
-                .await
-                .unwrap();
+            start(&store, family(id, i as u64, 1000), id, 900, i as u64).await;
         }
         assert_eq!(store.family_count(), 2);
         // The oldest family was evicted; its token is now unknown.
@@ -505,10 +510,7 @@ mod tests {
     #[tokio::test]
     async fn revoke_family_of_a_token() {
         let store = MemoryRefreshTokenStore::new();
-        store
-            .start_family(family("f", 0, 1000), h("a"), at(900), at(0))
-            .await
-            .unwrap();
+        start(&store, family("f", 0, 1000), "a", 900, 0).await;
         assert!(store.revoke_family_of(h("a"), at(1)).await.unwrap());
         assert!(!store.revoke_family_of(h("nope"), at(1)).await.unwrap());
         let out = exchange(&store, "a", "b", 900, 2).await;
