@@ -22,7 +22,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::event::{AuditEvent, ChainLink};
+use crate::event::{AuditEvent, ChainLink, Decision, TargetKind};
 
 /// The `prev_hash` of the first event of every chain.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -52,19 +52,106 @@ impl ChainHead {
 
     /// Links `event` after this head and advances the head to it.
     pub fn link(&mut self, event: &mut AuditEvent) {
+        self.link_with(event, &mut String::new());
+    }
+
+    /// [`link`](Self::link) with a caller-owned scratch buffer for the canonical form, so
+    /// that linking a batch allocates it once.
+    pub(crate) fn link_with(&mut self, event: &mut AuditEvent, scratch: &mut String) {
         let seq = self.seq + 1;
         event.chain = Some(ChainLink::new(
             self.stream.clone(),
             seq,
-            self.hash.clone(),
+            std::mem::take(&mut self.hash),
             String::new(),
         ));
-        let hash = event_hash(event);
+        let hash = event_hash_with(event, scratch);
         if let Some(link) = event.chain.as_mut() {
             link.hash.clone_from(&hash);
         }
         self.seq = seq;
         self.hash = hash;
+    }
+}
+
+/// Appends `s` as a JSON string literal, escaped exactly as `serde_json` escapes it (`"`,
+/// `\`, the short escapes `\b \f \n \r \t`, other control characters as `\u00xx`;
+/// everything else verbatim).
+fn push_json_str(out: &mut String, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let short = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        // `i` is the position of an ASCII byte, hence a character boundary.
+        out.push_str(&s[start..i]);
+        start = i + 1;
+        if short.is_empty() {
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        } else {
+            out.push_str(short);
+        }
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+/// Appends a value's `Display` form (integers, addresses, timestamps).
+fn push_display(out: &mut String, value: impl std::fmt::Display) {
+    use std::fmt::Write as _;
+    // Writing into a `String` cannot fail.
+    let _ = write!(out, "{value}");
+}
+
+/// Writes the members of one JSON object, inserting the separators.
+struct Members<'a> {
+    out: &'a mut String,
+    first: bool,
+}
+
+impl<'a> Members<'a> {
+    fn open(out: &'a mut String) -> Self {
+        out.push('{');
+        Self { out, first: true }
+    }
+
+    /// Starts member `key` (a plain ASCII name that needs no escaping) and returns the
+    /// buffer for its value.
+    fn key(&mut self, key: &str) -> &mut String {
+        if !self.first {
+            self.out.push(',');
+        }
+        self.first = false;
+        self.out.push('"');
+        self.out.push_str(key);
+        self.out.push_str("\":");
+        self.out
+    }
+
+    fn str(&mut self, key: &str, value: &str) {
+        push_json_str(self.key(key), value);
+    }
+
+    fn opt_str(&mut self, key: &str, value: Option<&str>) {
+        if let Some(v) = value {
+            self.str(key, v);
+        }
+    }
+
+    fn close(self) {
+        self.out.push('}');
     }
 }
 
@@ -79,7 +166,7 @@ pub fn write_canonical(value: &Value, out: &mut String) {
                 if i > 0 {
                     out.push(',');
                 }
-                out.push_str(&Value::String(key.clone()).to_string());
+                push_json_str(out, key);
                 out.push(':');
                 write_canonical(v, out);
             }
@@ -95,26 +182,101 @@ pub fn write_canonical(value: &Value, out: &mut String) {
             }
             out.push(']');
         }
-        scalar => out.push_str(&scalar.to_string()),
+        Value::String(s) => push_json_str(out, s),
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => push_display(out, n),
     }
+}
+
+/// Appends the canonical form of `event` without `chain.hash` to `out`.
+///
+/// The members are written straight from the struct, in the byte order of their names and
+/// with the same omissions as the event's `Serialize` implementation, so the result is the
+/// sorted-key JSON described in the [module docs](self) without building a JSON tree.
+fn write_event_canonical(event: &AuditEvent, out: &mut String) {
+    let mut m = Members::open(out);
+    let action = &event.action;
+    if !action.is_empty() {
+        let mut a = Members::open(m.key("action"));
+        if let Some(args) = &action.arguments {
+            write_canonical(args, a.key("arguments"));
+        }
+        a.opt_str("method", action.method.as_deref());
+        a.opt_str("target", action.target.as_deref());
+        a.opt_str("target_kind", action.target_kind.map(TargetKind::as_str));
+        a.close();
+    }
+    let actor = &event.actor;
+    if !actor.is_empty() {
+        let mut a = Members::open(m.key("actor"));
+        a.opt_str("api_key_id", actor.api_key_id.as_deref());
+        a.opt_str("auth_method", actor.auth_method.as_deref());
+        a.opt_str("subject", actor.subject.as_deref());
+        a.opt_str("tenant", actor.tenant.as_deref());
+        a.close();
+    }
+    m.str("category", event.category.as_str());
+    if let Some(chain) = &event.chain {
+        let mut c = Members::open(m.key("chain"));
+        c.str("prev_hash", &chain.prev_hash);
+        push_display(c.key("seq"), chain.seq);
+        c.str("stream", &chain.stream);
+        c.close();
+    }
+    if let Some(ip) = event.client_ip {
+        let out = m.key("client_ip");
+        out.push('"');
+        push_display(out, ip);
+        out.push('"');
+    }
+    m.opt_str("decision", event.decision.map(Decision::as_str));
+    let mut id = Uuid::encode_buffer();
+    m.str("id", event.id.hyphenated().encode_lower(&mut id));
+    if let Some(outcome) = &event.outcome {
+        let mut o = Members::open(m.key("outcome"));
+        if let Some(code) = outcome.code {
+            push_display(o.key("code"), code);
+        }
+        if let Some(latency) = outcome.latency_us {
+            push_display(o.key("latency_us"), latency);
+        }
+        o.str("status", outcome.status.as_str());
+        o.close();
+    }
+    m.opt_str("reason", event.reason.as_deref());
+    m.opt_str("request_id", event.request_id.as_deref());
+    push_display(m.key("schema"), event.schema);
+    m.opt_str("session_id", event.session_id.as_deref());
+    m.str("severity", event.severity.as_str());
+    let out = m.key("time");
+    out.push('"');
+    push_display(out, event.time);
+    out.push('"');
+    m.opt_str("trace_id", event.trace_id.as_deref());
+    m.opt_str("user_agent", event.user_agent.as_deref());
+    m.close();
 }
 
 /// The canonical serialization of `event` with `chain.hash` left out.
 pub fn canonical_form(event: &AuditEvent) -> String {
-    let mut value = serde_json::to_value(event).unwrap_or(Value::Null);
-    if let Some(chain) = value.get_mut("chain").and_then(Value::as_object_mut) {
-        chain.remove("hash");
-    }
     let mut out = String::with_capacity(512);
-    write_canonical(&value, &mut out);
+    write_event_canonical(event, &mut out);
     out
 }
 
 /// The hash of `event` as defined in the [module docs](self); `chain.hash` is ignored.
 pub fn event_hash(event: &AuditEvent) -> String {
+    event_hash_with(event, &mut String::new())
+}
+
+/// [`event_hash`] with a reusable scratch buffer.
+fn event_hash_with(event: &AuditEvent, scratch: &mut String) -> String {
+    scratch.clear();
+    write_event_canonical(event, scratch);
     let mut hasher = Sha256::new();
     hasher.update(DOMAIN);
-    hasher.update(canonical_form(event).as_bytes());
+    hasher.update(scratch.as_bytes());
     hex::encode(hasher.finalize())
 }
 
@@ -437,6 +599,142 @@ mod tests {
         let mut out = String::new();
         write_canonical(&a, &mut out);
         assert_eq!(out, r#"{"a":[{"c":2,"d":1}],"b":1}"#);
+    }
+
+    /// The canonical form as first specified: the event's `serde_json::Value` with `chain.hash`
+    /// removed, keys sorted by bytes, keys, strings and scalars written by `serde_json`.
+    fn reference_form(event: &AuditEvent) -> String {
+        fn write(value: &Value, out: &mut String) {
+            match value {
+                Value::Object(map) => {
+                    let mut entries: Vec<_> = map.iter().collect();
+                    entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+                    out.push('{');
+                    for (i, (key, v)) in entries.into_iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        out.push_str(&serde_json::to_string(key).unwrap());
+                        out.push(':');
+                        write(v, out);
+                    }
+                    out.push('}');
+                }
+                Value::Array(items) => {
+                    out.push('[');
+                    for (i, v) in items.iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        write(v, out);
+                    }
+                    out.push(']');
+                }
+                scalar => out.push_str(&serde_json::to_string(scalar).unwrap()),
+            }
+        }
+        let mut value = serde_json::to_value(event).unwrap();
+        if let Some(chain) = value.get_mut("chain").and_then(Value::as_object_mut) {
+            chain.remove("hash");
+        }
+        let mut out = String::new();
+        write(&value, &mut out);
+        out
+    }
+
+    fn full_event(text: &str) -> AuditEvent {
+        use crate::event::OutcomeStatus;
+        let mut e = AuditEvent::new(Category::SecurityViolation)
+            .subject(format!("s{text}"))
+            .tenant(text)
+            .auth_method("jwt")
+            .api_key_id(format!("k{text}"))
+            .method("tools/call")
+            .tool(text)
+            .arguments(json!({"z": [1, -2, 2.5, 1e300, null, true], "a": {text: text}, "": {}}))
+            .decision(Decision::Deny, text)
+            .outcome(
+                OutcomeStatus::Error,
+                Some(-32_603),
+                Some(std::time::Duration::from_micros(u64::MAX)),
+            )
+            .request_id(text)
+            .trace_id("t")
+            .session_id(text)
+            .client_ip("2001:db8::1".parse().unwrap())
+            .user_agent(text);
+        let mut head = ChainHead::genesis(format!("stream{text}"));
+        head.link(&mut e);
+        e
+    }
+
+    #[test]
+    fn direct_canonical_form_equals_the_json_tree_form() {
+        let text = "q\"b\\s/\u{0}\u{1f}\u{7f}\u{8}\u{c}\n\r\t é 😀 \u{2028}";
+        let mut events = vec![full_event(text), full_event("")];
+        // Optional parts absent, one at a time and all together.
+        let mut bare = AuditEvent::new(Category::System);
+        events.push(bare.clone());
+        bare.action.arguments = Some(Value::Null);
+        bare.outcome = Some(crate::event::Outcome {
+            status: crate::event::OutcomeStatus::Success,
+            code: None,
+            latency_us: None,
+        });
+        bare.client_ip = Some("10.0.0.1".parse().unwrap());
+        bare.schema = u16::MAX;
+        bare.time = crate::time::Timestamp::MIN;
+        events.push(bare);
+        let mut actor_only = AuditEvent::new(Category::Admin).api_key_id("k");
+        actor_only.severity = crate::event::Severity::Critical;
+        events.push(actor_only);
+        events.push(AuditEvent::new(Category::Admin).prompt("p"));
+        for e in &events {
+            assert_eq!(canonical_form(e), reference_form(e));
+            let mut without_hash = e.clone();
+            if let Some(c) = without_hash.chain.as_mut() {
+                c.hash = "ignored".into();
+            }
+            assert_eq!(event_hash(&without_hash), event_hash(e));
+        }
+    }
+
+    #[test]
+    fn known_event_hash_is_stable() {
+        let mut e = AuditEvent::new(Category::ToolCall)
+            .subject("alice")
+            .tenant("acme")
+            .method("tools/call")
+            .tool("search")
+            .decision(Decision::Allow, "role user")
+            .client_ip("10.1.2.3".parse().unwrap());
+        e.id = "01890a5d-ac96-774b-bcce-b302099a8057".parse().unwrap();
+        e.time = crate::time::Timestamp::from_unix_micros(1_700_000_000_123_456).unwrap();
+        let mut head = ChainHead::genesis("gw");
+        head.link(&mut e);
+        assert_eq!(
+            canonical_form(&e),
+            r#"{"action":{"method":"tools/call","target":"search","target_kind":"tool"},"actor":{"subject":"alice","tenant":"acme"},"category":"tool_call","chain":{"prev_hash":"0000000000000000000000000000000000000000000000000000000000000000","seq":1,"stream":"gw"},"client_ip":"10.1.2.3","decision":"allow","id":"01890a5d-ac96-774b-bcce-b302099a8057","reason":"role user","schema":1,"severity":"info","time":"2023-11-14T22:13:20.123456Z"}"#
+        );
+        assert_eq!(
+            head.hash,
+            "bddaed7b05ed820f360a5db147a8218f215130e0eab4c049dd8cfd12b3566439"
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn strings_are_escaped_like_serde_json(s in proptest::prelude::any::<String>()) {
+            let mut out = String::new();
+            push_json_str(&mut out, &s);
+            proptest::prop_assert_eq!(out, serde_json::to_string(&s).unwrap());
+        }
+
+        #[test]
+        fn any_text_gives_the_reference_form(s in "\\PC{0,40}|[\\x00-\\x7f]{0,40}") {
+            let e = full_event(&s);
+            proptest::prop_assert_eq!(canonical_form(&e), reference_form(&e));
+        }
     }
 
     #[test]

@@ -132,7 +132,7 @@ pub struct Actor {
 }
 
 impl Actor {
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         *self == Self::default()
     }
 }
@@ -156,7 +156,7 @@ pub struct Action {
 }
 
 impl Action {
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         *self == Self::default()
     }
 }

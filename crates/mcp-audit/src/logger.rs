@@ -475,6 +475,7 @@ impl AuditLoggerBuilder {
             redactor: self.redactor.clone(),
             head,
             head_path,
+            scratch: String::with_capacity(1024),
             buf: Vec::with_capacity(self.batch_size),
             first_at: None,
             batch_size: self.batch_size,
@@ -560,6 +561,8 @@ struct Writer {
     redactor: Redactor,
     head: ChainHead,
     head_path: PathBuf,
+    /// Reused for the canonical form of each event while linking.
+    scratch: String,
     buf: Vec<AuditEvent>,
     first_at: Option<Instant>,
     batch_size: usize,
@@ -708,7 +711,7 @@ impl Writer {
         }
         let mut batch = std::mem::replace(&mut self.buf, Vec::with_capacity(self.batch_size));
         for event in &mut batch {
-            self.head.link(event);
+            self.head.link_with(event, &mut self.scratch);
         }
         let head_path = self.head_path.clone();
         let head_line = format!("{} {}\n", self.head.seq, self.head.hash);
