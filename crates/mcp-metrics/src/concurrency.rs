@@ -1,13 +1,14 @@
 //! Concurrent users per tenant over sliding windows, in fixed memory (HyperLogLog per time slot).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
-use std::sync::{Arc, Mutex, RwLock};
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::MetricType;
 
+use crate::families::{Tenant, TenantSeries};
 use crate::labels::BoundedLabels;
 use crate::sketch::{HyperLogLog, MAX_PRECISION, MIN_PRECISION};
 
@@ -156,25 +157,34 @@ impl TenantRing {
     }
 }
 
+/// A tenant's ring of sketches, cached on its label value so recording needs no map lookup.
+/// Belongs to the one [`ConcurrentUsers`] built on that tenant set.
+#[derive(Debug, Default)]
+pub(crate) struct UserRing(OnceLock<Arc<Mutex<TenantRing>>>);
+
 /// Distinct users per tenant over sliding windows. User ids are hashed, never stored.
 #[derive(Debug)]
 pub(crate) struct ConcurrentUsers {
     slot: Duration,
+    /// The slot length in nanoseconds (at least 1).
+    slot_nanos: u64,
     precision: u8,
     ring_len: u32,
     /// Windows sorted by length.
     windows: Vec<Window>,
     primary: usize,
     origin: Instant,
-    hasher: RandomState,
-    tenants: Arc<BoundedLabels>,
-    rings: RwLock<HashMap<Arc<str>, Mutex<TenantRing>>>,
+    /// Seeded per process; a quality (well-mixed) hash, as HyperLogLog reads its top and low bits.
+    hasher: foldhash::quality::RandomState,
+    tenants: Arc<BoundedLabels<TenantSeries>>,
+    /// Every tenant's ring, for scrapes.
+    rings: RwLock<HashMap<Arc<str>, Arc<Mutex<TenantRing>>>>,
 }
 
 impl ConcurrentUsers {
     pub(crate) fn new(
         config: &ConcurrencyConfig,
-        tenants: Arc<BoundedLabels>,
+        tenants: Arc<BoundedLabels<TenantSeries>>,
         origin: Instant,
     ) -> Result<Self, ConcurrencyConfigError> {
         if config.slot.is_zero() {
@@ -187,6 +197,7 @@ impl ConcurrentUsers {
             return Err(ConcurrencyConfigError::Precision(config.precision));
         }
         let slot_nanos = config.slot.as_nanos();
+        let slot_nanos_u64 = u64::try_from(slot_nanos).unwrap_or(u64::MAX);
         let mut windows = Vec::with_capacity(config.windows.len());
         for &w in &config.windows {
             let nanos = w.as_nanos();
@@ -215,41 +226,45 @@ impl ConcurrentUsers {
         let ring_len = windows.last().map_or(1, |w| w.slots);
         Ok(Self {
             slot: config.slot,
+            slot_nanos: slot_nanos_u64,
             precision: config.precision,
             ring_len,
             windows,
             primary,
             origin,
-            hasher: RandomState::new(),
+            hasher: foldhash::quality::RandomState::default(),
             tenants,
             rings: RwLock::new(HashMap::new()),
         })
     }
 
     fn epoch(&self, now: Instant) -> u64 {
-        let elapsed = now.saturating_duration_since(self.origin).as_nanos();
-        u64::try_from(elapsed / self.slot.as_nanos()).unwrap_or(u64::MAX - 1)
+        let elapsed = now.saturating_duration_since(self.origin);
+        // A 64-bit division whenever the elapsed time fits (584 years of nanoseconds).
+        match u64::try_from(elapsed.as_nanos()) {
+            Ok(nanos) => nanos / self.slot_nanos.max(1),
+            Err(_) => u64::try_from(elapsed.as_nanos() / self.slot.as_nanos().max(1))
+                .unwrap_or(u64::MAX - 1),
+        }
     }
 
     /// Records that `user` of `tenant` was active at `now`.
     pub(crate) fn record(&self, tenant: Option<&str>, user: &str, now: Instant) {
-        let tenant = self.tenants.resolve_opt(tenant);
+        self.record_tenant(&self.tenants.resolve_opt(tenant), user, now);
+    }
+
+    /// Records that `user` of the resolved `tenant` was active at `now`.
+    pub(crate) fn record_tenant(&self, tenant: &Tenant, user: &str, now: Instant) {
         let hash = self.hasher.hash_one(user);
         let epoch = self.epoch(now);
-        {
-            let rings = self.rings.read().unwrap_or_else(|e| e.into_inner());
-            if let Some(ring) = rings.get(&tenant) {
-                ring.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(epoch, hash);
-                return;
-            }
-        }
-        let mut rings = self.rings.write().unwrap_or_else(|e| e.into_inner());
-        rings
-            .entry(tenant)
-            .or_insert_with(|| Mutex::new(TenantRing::new(self.ring_len, self.precision)))
-            .get_mut()
+        let ring = tenant.data().users.0.get_or_init(|| {
+            let mut rings = self.rings.write().unwrap_or_else(|e| e.into_inner());
+            let ring = rings.entry(Arc::clone(tenant.value())).or_insert_with(|| {
+                Arc::new(Mutex::new(TenantRing::new(self.ring_len, self.precision)))
+            });
+            Arc::clone(ring)
+        });
+        ring.lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(epoch, hash);
     }

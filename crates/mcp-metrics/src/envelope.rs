@@ -156,15 +156,46 @@ pub const KNOWN_METHODS: &[&str] = &[
 /// The `method` label of a request that carried no MCP envelope (plain HTTP, SSE GET, ...).
 pub const HTTP_METHOD_LABEL: &str = "http";
 
-/// The bounded `method` label value for an MCP method.
-pub(crate) fn method_label(method: Option<&str>) -> &'static str {
-    match method {
-        None => HTTP_METHOD_LABEL,
-        Some(m) => KNOWN_METHODS
+/// The bounded `method` label of a request: one of [`KNOWN_METHODS`], [`OTHER`] or
+/// [`HTTP_METHOD_LABEL`], kept as a small index so per-method metric handles sit in an array.
+///
+/// [`OTHER`]: crate::labels::OTHER
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MethodLabel(u8);
+
+// Every method label index fits the `u8`.
+const _: () = assert!(KNOWN_METHODS.len() + 2 <= u8::MAX as usize);
+
+impl MethodLabel {
+    /// How many method labels there are: the known methods, `other` and `http`.
+    pub(crate) const COUNT: usize = KNOWN_METHODS.len() + 2;
+    const OTHER: Self = Self(KNOWN_METHODS.len() as u8);
+    const HTTP: Self = Self(KNOWN_METHODS.len() as u8 + 1);
+
+    /// The label of an MCP method, or of a request without an envelope (`None`).
+    pub(crate) fn of(method: Option<&str>) -> Self {
+        let Some(m) = method else {
+            return Self::HTTP;
+        };
+        KNOWN_METHODS
             .iter()
-            .find(|k| **k == m)
-            .copied()
-            .unwrap_or(crate::labels::OTHER),
+            .position(|k| *k == m)
+            .and_then(|i| u8::try_from(i).ok())
+            .map_or(Self::OTHER, Self)
+    }
+
+    /// The index, below [`Self::COUNT`].
+    pub(crate) fn index(self) -> usize {
+        usize::from(self.0)
+    }
+
+    /// The label value.
+    pub(crate) fn as_str(self) -> &'static str {
+        match KNOWN_METHODS.get(self.index()) {
+            Some(m) => m,
+            None if self == Self::HTTP => HTTP_METHOD_LABEL,
+            None => crate::labels::OTHER,
+        }
     }
 }
 
@@ -214,9 +245,22 @@ mod tests {
 
     #[test]
     fn method_labels_are_bounded() {
-        assert_eq!(method_label(Some("tools/call")), "tools/call");
-        assert_eq!(method_label(Some("made/up")), "other");
-        assert_eq!(method_label(None), "http");
+        let label = |m| MethodLabel::of(m).as_str();
+        assert_eq!(label(Some("tools/call")), "tools/call");
+        assert_eq!(label(Some("made/up")), "other");
+        assert_eq!(label(None), "http");
+        let mut seen = std::collections::HashSet::new();
+        for m in KNOWN_METHODS
+            .iter()
+            .map(|m| Some(*m))
+            .chain([Some("x"), None])
+        {
+            let l = MethodLabel::of(m);
+            assert!(l.index() < MethodLabel::COUNT);
+            assert!(seen.insert(l.index()), "{m:?}");
+        }
+        assert_eq!(seen.len(), MethodLabel::COUNT);
+        assert!(u8::try_from(MethodLabel::COUNT).is_ok());
     }
 
     proptest::proptest! {

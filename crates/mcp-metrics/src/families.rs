@@ -1,6 +1,7 @@
 //! The MCP metric families ([`McpMetrics`]), their label values and their configuration.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
@@ -12,9 +13,10 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::concurrency::{
     ConcurrencyConfig, ConcurrencyConfigError, ConcurrentUsers, DetailedGauge, PrimaryGauge,
+    UserRing,
 };
-use crate::envelope::method_label;
-use crate::labels::{BoundedLabels, LabelLimit};
+use crate::envelope::MethodLabel;
+use crate::labels::{BoundedLabels, LabelLimit, LabelValue};
 use crate::process::ProcessCollector;
 
 /// Every metric family name this crate exports, as it appears in the exposition (counters
@@ -75,6 +77,26 @@ macro_rules! label_enum {
                 EncodeLabelValue::encode(&self.as_str(), encoder)
             }
         }
+    };
+}
+
+/// Gives a label enum an array index: `COUNT` values, `index()` below it. The variant list
+/// must be complete (checked by an exhaustive match) and in declaration order.
+macro_rules! indexed_label {
+    ($name:ident { $($variant:ident),+ $(,)? }) => {
+        impl $name {
+            /// How many values the label takes.
+            const COUNT: usize = [$(Self::$variant),+].len();
+
+            /// The position of the value, below `COUNT`.
+            fn index(self) -> usize {
+                self as usize
+            }
+        }
+
+        const _: fn($name) = |v| match v {
+            $($name::$variant)|+ => {}
+        };
     };
 }
 
@@ -221,6 +243,35 @@ label_enum! {
         Internal => "internal",
     }
 }
+
+indexed_label!(TenantActivity {
+    Request,
+    ToolCall,
+    Login,
+    Denied,
+    RateLimited
+});
+indexed_label!(ToolOutcome {
+    Success,
+    Denied,
+    RateLimited,
+    Error
+});
+indexed_label!(ErrorType {
+    Unauthenticated,
+    Forbidden,
+    RateLimited,
+    Timeout,
+    ClientError,
+    ServerError,
+    Internal
+});
+indexed_label!(DurationCategory {
+    QuickAction,
+    NormalUsage,
+    ExtendedUsage,
+    LongOperation
+});
 
 impl ErrorType {
     /// The error class of a response status; `None` for success. Status 0 means "no response".
@@ -564,15 +615,60 @@ struct PoolStateLabels {
     state: PoolState,
 }
 
+/// How many distinct statuses of one (method, tool) keep a cached `mcp_requests_total` handle;
+/// rarer statuses go through the family's map.
+const STATUS_SLOTS: usize = 8;
+
+/// Metric handles of one (method, tool) label pair, taken from the families once and reused:
+/// recording is then a mutex-protected histogram update and atomic increments, with no label
+/// set hashed or compared.
+#[derive(Debug)]
+struct RequestSeries {
+    method: MethodLabel,
+    tool: Arc<str>,
+    duration: Histogram,
+    /// `mcp_requests_total` by status, filled in first-seen order.
+    statuses: [OnceLock<(u16, Counter)>; STATUS_SLOTS],
+    errors: [OnceLock<Counter>; ErrorType::COUNT],
+}
+
+/// `mcp_tool_calls_total` handles of one (tool, tenant) pair, by outcome.
+type ToolCallCounters = [OnceLock<Counter>; ToolOutcome::COUNT];
+
+/// Metric handles cached on one `tool` label value (including the empty value of requests
+/// without a tool and `other`).
+#[derive(Debug, Default)]
+pub(crate) struct ToolSeries {
+    /// By [`MethodLabel`] index.
+    requests: [OnceLock<Box<RequestSeries>>; MethodLabel::COUNT],
+    /// `mcp_tool_usage_duration_seconds` by duration category.
+    usage: [OnceLock<Histogram>; DurationCategory::COUNT],
+    /// By tenant id; at most one entry per tenant label value.
+    calls: RwLock<HashMap<u32, Box<ToolCallCounters>, foldhash::fast::RandomState>>,
+}
+
+/// What is cached on one `tenant` label value: `mcp_tenant_activity_total` handles and the
+/// tenant's concurrent-user sketches.
+#[derive(Debug, Default)]
+pub(crate) struct TenantSeries {
+    activity: [OnceLock<Counter>; TenantActivity::COUNT],
+    pub(crate) users: UserRing,
+}
+
+/// A tenant label value with its cached handles.
+pub(crate) type Tenant = LabelValue<TenantSeries>;
+/// A tool label value with its cached handles.
+type Tool = LabelValue<ToolSeries>;
+
 /// The bounded label values of one request, resolved when the request starts.
 #[derive(Debug, Clone)]
 pub(crate) struct Resolved {
-    method: &'static str,
+    method: MethodLabel,
     has_envelope: bool,
     is_tool_call: bool,
     tool_call: bool,
-    tool: Arc<str>,
-    tenant: Arc<str>,
+    tool: Arc<Tool>,
+    tenant: Arc<Tenant>,
 }
 
 /// One finished request, as the layer (or any caller without tower) saw it.
@@ -598,8 +694,8 @@ pub struct RequestRecord<'a> {
 #[derive(Debug)]
 pub struct McpMetrics {
     registry: Registry,
-    tenants: Arc<BoundedLabels>,
-    tools: BoundedLabels,
+    tenants: Arc<BoundedLabels<TenantSeries>>,
+    tools: BoundedLabels<ToolSeries>,
     pools: BoundedLabels,
     tool_usage: ToolUsageThresholds,
     users: Arc<ConcurrentUsers>,
@@ -836,7 +932,7 @@ impl McpMetrics {
     ) -> Resolved {
         let is_tool_call = method == Some("tools/call");
         Resolved {
-            method: method_label(method),
+            method: MethodLabel::of(method),
             has_envelope: method.is_some(),
             tool_call: is_tool_call && tool.is_some(),
             is_tool_call,
@@ -845,37 +941,61 @@ impl McpMetrics {
         }
     }
 
-    /// Counts one request: `mcp_requests_total`, `mcp_request_duration_seconds` and, for a
-    /// failure, `mcp_request_errors_total`.
-    pub fn record_request(&self, r: &RequestRecord<'_>) {
-        let labels = self.resolve(r.method, r.tool, r.tenant);
-        self.record_resolved_request(&labels, r.status, r.duration);
+    /// The cached handles of (`method`, `tool`), taken from the families on first use.
+    fn request_series<'a>(&self, method: MethodLabel, tool: &'a Tool) -> &'a RequestSeries {
+        tool.data().requests[method.index()].get_or_init(|| {
+            Box::new(RequestSeries {
+                method,
+                tool: Arc::clone(tool.value()),
+                duration: self
+                    .request_duration
+                    .get_or_create_owned(&MethodToolLabels {
+                        method: method.as_str(),
+                        tool: Arc::clone(tool.value()),
+                    }),
+                statuses: Default::default(),
+                errors: Default::default(),
+            })
+        })
     }
 
-    fn record_resolved_request(&self, labels: &Resolved, status: u16, duration: Duration) {
-        let method = labels.method;
-        self.request_duration
-            .get_or_create(&MethodToolLabels {
-                method,
-                tool: Arc::clone(&labels.tool),
-            })
-            .observe(duration.as_secs_f64());
+    fn record_series(&self, series: &RequestSeries, status: u16, duration: Duration) {
+        series.duration.observe(duration.as_secs_f64());
         if let Some(error_type) = ErrorType::from_status(status) {
-            self.request_errors
-                .get_or_create(&ErrorLabels {
-                    method,
-                    tool: Arc::clone(&labels.tool),
-                    error_type,
+            series.errors[error_type.index()]
+                .get_or_init(|| {
+                    self.request_errors.get_or_create_owned(&ErrorLabels {
+                        method: series.method.as_str(),
+                        tool: Arc::clone(&series.tool),
+                        error_type,
+                    })
                 })
                 .inc();
         }
-        self.requests
-            .get_or_create(&RequestLabels {
-                method,
-                tool: Arc::clone(&labels.tool),
-                status: StatusLabel(status),
-            })
-            .inc();
+        let labels = || RequestLabels {
+            method: series.method.as_str(),
+            tool: Arc::clone(&series.tool),
+            status: StatusLabel(status),
+        };
+        for slot in &series.statuses {
+            // An empty slot is claimed for this status; a slot another thread claimed first for
+            // a different status is skipped.
+            let (slot_status, counter) =
+                slot.get_or_init(|| (status, self.requests.get_or_create_owned(&labels())));
+            if *slot_status == status {
+                counter.inc();
+                return;
+            }
+        }
+        self.requests.get_or_create(&labels()).inc();
+    }
+
+    /// Counts one request: `mcp_requests_total`, `mcp_request_duration_seconds` and, for a
+    /// failure, `mcp_request_errors_total`. (`r.tenant` is not a label of these families.)
+    pub fn record_request(&self, r: &RequestRecord<'_>) {
+        let tool = self.tools.resolve_opt(r.tool);
+        let series = self.request_series(MethodLabel::of(r.method), &tool);
+        self.record_series(series, r.status, r.duration);
     }
 
     /// Everything the layer records for one request: [`Self::record_request`], plus the tool
@@ -886,7 +1006,8 @@ impl McpMetrics {
     }
 
     pub(crate) fn observe_resolved(&self, labels: &Resolved, status: u16, duration: Duration) {
-        self.record_resolved_request(labels, status, duration);
+        let series = self.request_series(labels.method, &labels.tool);
+        self.record_series(series, status, duration);
         if labels.tool_call {
             let outcome = match status {
                 200..=399 => ToolOutcome::Success,
@@ -894,19 +1015,7 @@ impl McpMetrics {
                 429 => ToolOutcome::RateLimited,
                 _ => ToolOutcome::Error,
             };
-            self.tool_duration
-                .get_or_create(&ToolUsageLabels {
-                    tool: Arc::clone(&labels.tool),
-                    category: self.tool_usage.categorise(duration),
-                })
-                .observe(duration.as_secs_f64());
-            self.tool_calls
-                .get_or_create(&ToolCallLabels {
-                    tool: Arc::clone(&labels.tool),
-                    tenant: Arc::clone(&labels.tenant),
-                    outcome,
-                })
-                .inc();
+            self.count_tool_call(&labels.tool, &labels.tenant, outcome, duration);
         }
         if labels.has_envelope {
             let activity = match status {
@@ -915,13 +1024,55 @@ impl McpMetrics {
                 _ if labels.is_tool_call => TenantActivity::ToolCall,
                 _ => TenantActivity::Request,
             };
-            self.tenant_activity
-                .get_or_create(&ActivityLabels {
-                    tenant: Arc::clone(&labels.tenant),
-                    activity,
+            self.count_tenant_activity(&labels.tenant, activity);
+        }
+    }
+
+    fn count_tool_call(&self, tool: &Tool, tenant: &Tenant, outcome: ToolOutcome, d: Duration) {
+        let category = self.tool_usage.categorise(d);
+        tool.data().usage[category.index()]
+            .get_or_init(|| {
+                self.tool_duration.get_or_create_owned(&ToolUsageLabels {
+                    tool: Arc::clone(tool.value()),
+                    category,
+                })
+            })
+            .observe(d.as_secs_f64());
+        let inc = |counters: &ToolCallCounters| {
+            counters[outcome.index()]
+                .get_or_init(|| {
+                    self.tool_calls.get_or_create_owned(&ToolCallLabels {
+                        tool: Arc::clone(tool.value()),
+                        tenant: Arc::clone(tenant.value()),
+                        outcome,
+                    })
                 })
                 .inc();
+        };
+        // A poisoned lock only means another thread panicked while holding it; the map is
+        // always consistent, so keep using it.
+        let calls = &tool.data().calls;
+        if let Some(counters) = calls
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&tenant.id())
+        {
+            inc(counters);
+            return;
         }
+        let mut calls = calls.write().unwrap_or_else(|e| e.into_inner());
+        inc(calls.entry(tenant.id()).or_default());
+    }
+
+    fn count_tenant_activity(&self, tenant: &Tenant, activity: TenantActivity) {
+        tenant.data().activity[activity.index()]
+            .get_or_init(|| {
+                self.tenant_activity.get_or_create_owned(&ActivityLabels {
+                    tenant: Arc::clone(tenant.value()),
+                    activity,
+                })
+            })
+            .inc();
     }
 
     /// Counts a tool call (`mcp_tool_calls_total`) and its duration and category
@@ -935,19 +1086,7 @@ impl McpMetrics {
     ) {
         let tool = self.tools.resolve(tool);
         let tenant = self.tenants.resolve_opt(tenant);
-        self.tool_duration
-            .get_or_create(&ToolUsageLabels {
-                tool: Arc::clone(&tool),
-                category: self.tool_usage.categorise(duration),
-            })
-            .observe(duration.as_secs_f64());
-        self.tool_calls
-            .get_or_create(&ToolCallLabels {
-                tool,
-                tenant,
-                outcome,
-            })
-            .inc();
+        self.count_tool_call(&tool, &tenant, outcome, duration);
     }
 
     /// Counts one authentication (`mcp_auth_events_total` and `mcp_auth_attempts_total`).
@@ -965,7 +1104,7 @@ impl McpMetrics {
             .inc();
         self.auth_events
             .get_or_create(&AuthEventLabels {
-                tenant: self.tenants.resolve_opt(tenant),
+                tenant: self.tenants.value_opt(tenant),
                 method,
                 outcome,
             })
@@ -997,7 +1136,7 @@ impl McpMetrics {
     pub fn record_login(&self, tenant: Option<&str>, at: SystemTime) {
         self.logins
             .get_or_create(&LoginLabels {
-                tenant: self.tenants.resolve_opt(tenant),
+                tenant: self.tenants.value_opt(tenant),
                 time_of_day: TimeOfDay::of(at),
             })
             .inc();
@@ -1008,7 +1147,7 @@ impl McpMetrics {
     pub fn session_started(&self, tenant: Option<&str>) {
         self.sessions_active
             .get_or_create(&TenantLabels {
-                tenant: self.tenants.resolve_opt(tenant),
+                tenant: self.tenants.value_opt(tenant),
             })
             .inc();
     }
@@ -1016,7 +1155,7 @@ impl McpMetrics {
     /// A session ended after `duration`: the gauge goes down and the duration is observed.
     pub fn session_ended(&self, tenant: Option<&str>, duration: Duration) {
         let labels = TenantLabels {
-            tenant: self.tenants.resolve_opt(tenant),
+            tenant: self.tenants.value_opt(tenant),
         };
         self.sessions_active.get_or_create(&labels).dec();
         self.session_duration
@@ -1028,7 +1167,7 @@ impl McpMetrics {
     pub fn record_rate_limit_hit(&self, tenant: Option<&str>, scope: RateLimitScope) {
         self.rate_limit_hits
             .get_or_create(&RateLimitLabels {
-                tenant: self.tenants.resolve_opt(tenant),
+                tenant: self.tenants.value_opt(tenant),
                 scope,
             })
             .inc();
@@ -1038,7 +1177,7 @@ impl McpMetrics {
     pub fn record_behavior(&self, tenant: Option<&str>, pattern: BehaviorPattern) {
         self.behavior
             .get_or_create(&BehaviorLabels {
-                tenant: self.tenants.resolve_opt(tenant),
+                tenant: self.tenants.value_opt(tenant),
                 pattern,
             })
             .inc();
@@ -1046,12 +1185,7 @@ impl McpMetrics {
 
     /// Counts tenant activity.
     pub fn record_tenant_activity(&self, tenant: Option<&str>, activity: TenantActivity) {
-        self.tenant_activity
-            .get_or_create(&ActivityLabels {
-                tenant: self.tenants.resolve_opt(tenant),
-                activity,
-            })
-            .inc();
+        self.count_tenant_activity(&self.tenants.resolve_opt(tenant), activity);
     }
 
     /// Notes that `user` of `tenant` was active now. The user id is hashed into a fixed-size
@@ -1063,6 +1197,11 @@ impl McpMetrics {
     /// Like [`Self::record_active_user`] at an explicit instant (for tests and replays).
     pub fn record_active_user_at(&self, tenant: Option<&str>, user: &str, at: Instant) {
         self.users.record(tenant, user, at);
+    }
+
+    /// [`Self::record_active_user_at`] for the tenant of a resolved request.
+    pub(crate) fn record_active_user_resolved(&self, labels: &Resolved, user: &str, at: Instant) {
+        self.users.record_tenant(&labels.tenant, user, at);
     }
 
     /// Estimated distinct users of `tenant` over the window labelled `window` (`1m`, `5m`, ...)
@@ -1095,7 +1234,7 @@ impl McpMetrics {
 
     /// Sets a pool's connection counts.
     pub fn set_pool_connections(&self, pool: &str, in_use: u64, idle: u64, max: u64) {
-        let pool = self.pools.resolve(pool);
+        let pool = self.pools.value_opt(Some(pool));
         let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         self.pool_connections
             .get_or_create(&PoolStateLabels {
@@ -1118,7 +1257,7 @@ impl McpMetrics {
     pub fn record_pool_acquire_timeout(&self, pool: &str) {
         self.pool_timeouts
             .get_or_create(&PoolLabels {
-                pool: self.pools.resolve(pool),
+                pool: self.pools.value_opt(Some(pool)),
             })
             .inc();
     }
@@ -1249,6 +1388,95 @@ mod tests {
         assert_eq!(
             McpMetrics::new(&c).err(),
             Some(MetricsConfigError::Thresholds)
+        );
+    }
+
+    fn call(status: u16, tool: &'static str, tenant: &'static str) -> RequestRecord<'static> {
+        RequestRecord {
+            method: Some("tools/call"),
+            tool: Some(tool),
+            tenant: Some(tenant),
+            status,
+            duration: Duration::from_millis(3),
+        }
+    }
+
+    #[test]
+    fn more_statuses_than_cached_slots_are_all_counted() {
+        let m = McpMetrics::new(&MetricsConfig::default().process_metrics(false)).unwrap();
+        let statuses = [
+            200u16, 201, 204, 301, 400, 401, 403, 404, 409, 429, 500, 502, 503, 0,
+        ];
+        assert!(statuses.len() > STATUS_SLOTS);
+        for (i, status) in statuses.iter().enumerate() {
+            for _ in 0..=i {
+                m.record_request(&call(*status, "t", "acme"));
+            }
+        }
+        let text = m.encode().unwrap();
+        for (i, status) in statuses.iter().enumerate() {
+            let status = match status {
+                0 => "error".to_owned(),
+                s => s.to_string(),
+            };
+            let line = format!(
+                "mcp_requests_total{{method=\"tools/call\",tool=\"t\",status=\"{status}\"}} {}\n",
+                i + 1
+            );
+            assert!(text.contains(&line), "{line}");
+        }
+        let total = statuses.len() * (statuses.len() + 1) / 2;
+        let count = format!(
+            "mcp_request_duration_seconds_count{{method=\"tools/call\",tool=\"t\"}} {total}\n"
+        );
+        assert!(text.contains(&count), "{count}");
+        assert!(text.contains(
+            "mcp_request_errors_total{method=\"tools/call\",tool=\"t\",error_type=\"client_error\"} 22\n"
+        ));
+    }
+
+    #[test]
+    fn cached_handles_count_exactly_across_threads() {
+        let m = McpMetrics::new(
+            &MetricsConfig::default()
+                .tools(LabelLimit::learned(2))
+                .process_metrics(false),
+        )
+        .unwrap();
+        const PER_THREAD: usize = 2_000;
+        std::thread::scope(|scope| {
+            for t in 0..4 {
+                let m = &m;
+                scope.spawn(move || {
+                    for i in 0..PER_THREAD {
+                        let tool = ["a", "b", "c"][(i + t) % 3];
+                        let tenant = ["x", "y"][i % 2];
+                        let status = if i % 4 == 0 { 500 } else { 200 };
+                        m.observe(&call(status, tool, tenant));
+                    }
+                });
+            }
+        });
+        let text = m.encode().unwrap();
+        let sum = |prefix: &str| -> f64 {
+            text.lines()
+                .filter(|l| l.starts_with(prefix))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        let n = (4 * PER_THREAD) as f64;
+        assert_eq!(sum("mcp_requests_total{"), n);
+        assert_eq!(sum("mcp_tool_calls_total{"), n);
+        assert_eq!(sum("mcp_tenant_activity_total{"), n);
+        assert_eq!(sum("mcp_request_duration_seconds_count{"), n);
+        assert_eq!(sum("mcp_tool_usage_duration_seconds_count{"), n);
+        assert_eq!(sum("mcp_request_errors_total{"), n / 4.0);
+        // Two learned tools and `other`; tenant `x` saw successes and errors, `y` successes.
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("mcp_tool_calls_total{"))
+                .count(),
+            3 * 3
         );
     }
 

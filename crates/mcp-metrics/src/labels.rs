@@ -1,6 +1,6 @@
 //! Bounded label values: a configured or learned set of tenants, tools or pools, with `other`.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -67,37 +67,82 @@ fn is_exportable(value: &str) -> bool {
         })
 }
 
-/// The runtime side of a [`LabelLimit`]: maps a raw value to the label value to export.
+/// One value a bounded label can take, with a dense id and the data cached for it (metric
+/// handles, sketches). Never removed once created, so its id and data stay valid.
 #[derive(Debug)]
-pub(crate) struct BoundedLabels {
-    allowed: HashSet<Arc<str>>,
-    learned: RwLock<HashSet<Arc<str>>>,
-    learned_len: AtomicUsize,
-    learn_up_to: usize,
-    other: Arc<str>,
-    empty: Arc<str>,
+pub(crate) struct LabelValue<T> {
+    id: u32,
+    value: Arc<str>,
+    data: T,
 }
 
-impl BoundedLabels {
+impl<T> LabelValue<T> {
+    fn new(id: usize, value: &str) -> Self
+    where
+        T: Default,
+    {
+        Self {
+            id: u32::try_from(id).unwrap_or(u32::MAX),
+            value: Arc::from(value),
+            data: T::default(),
+        }
+    }
+
+    /// The dense id: 0 for the empty value, 1 for [`OTHER`], then allowed and learned values in
+    /// the order they were configured or first seen.
+    pub(crate) fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// The exported label value.
+    pub(crate) fn value(&self) -> &Arc<str> {
+        &self.value
+    }
+
+    /// What is cached for this value.
+    pub(crate) fn data(&self) -> &T {
+        &self.data
+    }
+}
+
+type ValueMap<T> = HashMap<Arc<str>, Arc<LabelValue<T>>, foldhash::fast::RandomState>;
+
+/// The runtime side of a [`LabelLimit`]: maps a raw value to the label value to export, and
+/// keeps per-value data `T` (so hot paths find their metric handles without hashing label sets).
+#[derive(Debug)]
+pub(crate) struct BoundedLabels<T = ()> {
+    allowed: ValueMap<T>,
+    learned: RwLock<ValueMap<T>>,
+    learned_len: AtomicUsize,
+    learn_up_to: usize,
+    other: Arc<LabelValue<T>>,
+    empty: Arc<LabelValue<T>>,
+}
+
+impl<T: Default> BoundedLabels<T> {
     pub(crate) fn new(limit: &LabelLimit) -> Self {
-        let allowed = limit
-            .allowed
-            .iter()
-            .filter(|v| is_exportable(v) && v.as_str() != OTHER)
-            .map(|v| Arc::<str>::from(v.as_str()))
-            .collect();
+        let mut allowed = ValueMap::default();
+        for v in &limit.allowed {
+            if is_exportable(v) && v.as_str() != OTHER && !allowed.contains_key(v.as_str()) {
+                let value = Arc::new(LabelValue::new(allowed.len() + 2, v));
+                allowed.insert(Arc::clone(&value.value), value);
+            }
+        }
         Self {
             allowed,
-            learned: RwLock::new(HashSet::with_capacity(limit.learn_up_to.min(1024))),
+            learned: RwLock::new(HashMap::with_capacity_and_hasher(
+                limit.learn_up_to.min(1024),
+                foldhash::fast::RandomState::default(),
+            )),
             learned_len: AtomicUsize::new(0),
             learn_up_to: limit.learn_up_to,
-            other: Arc::from(OTHER),
-            empty: Arc::from(""),
+            empty: Arc::new(LabelValue::new(0, "")),
+            other: Arc::new(LabelValue::new(1, OTHER)),
         }
     }
 
     /// The label value for `raw`: itself when allowed or learned, [`OTHER`] otherwise.
-    pub(crate) fn resolve(&self, raw: &str) -> Arc<str> {
+    pub(crate) fn resolve(&self, raw: &str) -> Arc<LabelValue<T>> {
         if let Some(v) = self.allowed.get(raw) {
             return Arc::clone(v);
         }
@@ -122,20 +167,27 @@ impl BoundedLabels {
         if learned.len() >= self.learn_up_to {
             return Arc::clone(&self.other);
         }
-        let value: Arc<str> = Arc::from(raw);
-        learned.insert(Arc::clone(&value));
+        let value = Arc::new(LabelValue::new(self.allowed.len() + learned.len() + 2, raw));
+        learned.insert(Arc::clone(&value.value), Arc::clone(&value));
         self.learned_len.store(learned.len(), Ordering::Relaxed);
         value
     }
 
     /// Like [`Self::resolve`], but an absent value is the empty label value.
-    pub(crate) fn resolve_opt(&self, raw: Option<&str>) -> Arc<str> {
+    pub(crate) fn resolve_opt(&self, raw: Option<&str>) -> Arc<LabelValue<T>> {
         match raw {
             Some(v) => self.resolve(v),
             None => Arc::clone(&self.empty),
         }
     }
 
+    /// The exported label value for `raw` (see [`Self::resolve_opt`]).
+    pub(crate) fn value_opt(&self, raw: Option<&str>) -> Arc<str> {
+        Arc::clone(self.resolve_opt(raw).value())
+    }
+}
+
+impl<T> BoundedLabels<T> {
     /// How many distinct values (other than [`OTHER`] and empty) this label can currently take.
     pub(crate) fn len(&self) -> usize {
         self.allowed.len() + self.learned_len.load(Ordering::Relaxed)
@@ -146,31 +198,38 @@ impl BoundedLabels {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::HashSet;
+
+    impl BoundedLabels {
+        fn value(&self, raw: &str) -> Arc<str> {
+            Arc::clone(self.resolve(raw).value())
+        }
+    }
 
     #[test]
     fn fixed_values_pass_and_others_fold() {
         let labels = BoundedLabels::new(&LabelLimit::fixed(["acme", "globex"]));
-        assert_eq!(&*labels.resolve("acme"), "acme");
-        assert_eq!(&*labels.resolve("initech"), OTHER);
+        assert_eq!(&*labels.value("acme"), "acme");
+        assert_eq!(&*labels.value("initech"), OTHER);
         assert_eq!(labels.len(), 2);
     }
 
     #[test]
     fn learned_values_stop_at_the_cap() {
         let labels = BoundedLabels::new(&LabelLimit::learned(2));
-        assert_eq!(&*labels.resolve("a"), "a");
-        assert_eq!(&*labels.resolve("b"), "b");
-        assert_eq!(&*labels.resolve("c"), OTHER);
-        assert_eq!(&*labels.resolve("a"), "a");
+        assert_eq!(&*labels.value("a"), "a");
+        assert_eq!(&*labels.value("b"), "b");
+        assert_eq!(&*labels.value("c"), OTHER);
+        assert_eq!(&*labels.value("a"), "a");
         assert_eq!(labels.len(), 2);
     }
 
     #[test]
     fn fixed_plus_learned() {
         let labels = BoundedLabels::new(&LabelLimit::fixed(["acme"]).and_learn(1));
-        assert_eq!(&*labels.resolve("x"), "x");
-        assert_eq!(&*labels.resolve("acme"), "acme");
-        assert_eq!(&*labels.resolve("y"), OTHER);
+        assert_eq!(&*labels.value("x"), "x");
+        assert_eq!(&*labels.value("acme"), "acme");
+        assert_eq!(&*labels.value("y"), OTHER);
         assert_eq!(LabelLimit::fixed(["acme"]).and_learn(1).cap(), 2);
     }
 
@@ -185,10 +244,31 @@ mod tests {
             &"x".repeat(65),
             OTHER,
         ] {
-            assert_eq!(&*labels.resolve(bad), OTHER, "{bad:?}");
+            assert_eq!(&*labels.value(bad), OTHER, "{bad:?}");
         }
-        assert_eq!(&*labels.resolve("ok"), "ok");
-        assert_eq!(&*labels.resolve_opt(None), "");
+        assert_eq!(&*labels.value("ok"), "ok");
+        assert_eq!(&*labels.value_opt(None), "");
+    }
+
+    #[test]
+    fn ids_are_dense_and_unique() {
+        let labels =
+            BoundedLabels::<()>::new(&LabelLimit::fixed(["acme", "acme", "b"]).and_learn(2));
+        let ids: Vec<u32> = [
+            None,
+            Some("zzz-over"),
+            Some("acme"),
+            Some("b"),
+            Some("x"),
+            Some("y"),
+        ]
+        .iter()
+        .map(|v| labels.resolve_opt(*v).id())
+        .collect();
+        // `zzz-over` is learned first (id 4), so `y` overflows into `other` (id 1).
+        assert_eq!(ids, [0, 4, 2, 3, 5, 1]);
+        assert_eq!(labels.resolve("x").id(), 5);
+        assert_eq!(labels.len(), 4);
     }
 
     proptest! {
@@ -198,7 +278,7 @@ mod tests {
             values in proptest::collection::vec(".{0,12}", 0..200),
         ) {
             let labels = BoundedLabels::new(&LabelLimit::learned(cap));
-            let seen: HashSet<String> = values.iter().map(|v| labels.resolve(v).to_string()).collect();
+            let seen: HashSet<String> = values.iter().map(|v| labels.value(v).to_string()).collect();
             prop_assert!(seen.len() <= cap + 1, "{} values for cap {}", seen.len(), cap);
             prop_assert!(labels.len() <= cap);
         }

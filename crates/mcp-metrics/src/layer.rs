@@ -308,15 +308,11 @@ where
         }
 
         let labels = resolve(&shared.metrics, info);
-        if let Some(McpRequestInfo {
-            subject: Some(subject),
-            tenant,
-            ..
-        }) = info
-        {
+        if let Some(subject) = info.and_then(|i| i.subject.as_deref()) {
+            // The request's start is the moment the user was active.
             shared
                 .metrics
-                .record_active_user(tenant.as_deref(), subject.as_str());
+                .record_active_user_resolved(&labels, subject, start);
         }
         let span = make_span(&shared, &parts, info);
         let fut = {
