@@ -163,6 +163,9 @@ pub(crate) struct Glob {
     /// that rejects most texts before the automaton runs.
     head: Box<str>,
     tail: Box<str>,
+    /// `Some(deep)` when the pattern is `head*tail` (`deep` false) or `head**tail` (`deep`
+    /// true): then the literal checks decide alone, without the automaton.
+    single: Option<bool>,
 }
 
 impl Glob {
@@ -191,11 +194,21 @@ impl Glob {
             .fold(0u128, |mask, (i, _)| mask | (1 << i));
         let head = source.split('*').next().unwrap_or_default().into();
         let tail = source.rsplit('*').next().unwrap_or_default().into();
+        let single = match atoms
+            .iter()
+            .filter(|a| !matches!(a, Atom::Char(_)))
+            .collect::<Vec<_>>()[..]
+        {
+            [Atom::Star] => Some(false),
+            [Atom::DoubleStar] => Some(true),
+            _ => None,
+        };
         Ok(Self {
             atoms: atoms.into_boxed_slice(),
             star_mask,
             head,
             tail,
+            single,
         })
     }
 
@@ -216,6 +229,10 @@ impl Glob {
             || text.len() < self.head.len() + self.tail.len()
         {
             return false;
+        }
+        if let Some(deep) = self.single {
+            let middle = text.get(self.head.len()..text.len() - self.tail.len());
+            return middle.is_some_and(|m| deep || !m.contains('/'));
         }
         let accept = 1u128 << self.atoms.len();
         let mut state = self.close(1);
