@@ -146,7 +146,7 @@ impl<T: Default> BoundedLabels<T> {
         if let Some(v) = self.allowed.get(raw) {
             return Arc::clone(v);
         }
-        if self.learn_up_to == 0 || !is_exportable(raw) || raw == OTHER {
+        if self.learn_up_to == 0 {
             return Arc::clone(&self.other);
         }
         // A poisoned lock only means another thread panicked while holding it; the set itself
@@ -154,10 +154,14 @@ impl<T: Default> BoundedLabels<T> {
         {
             let learned = self.learned.read().unwrap_or_else(|e| e.into_inner());
             if let Some(v) = learned.get(raw) {
+                // Only exportable values are ever learned.
                 return Arc::clone(v);
             }
         }
-        if self.learned_len.load(Ordering::Relaxed) >= self.learn_up_to {
+        if self.learned_len.load(Ordering::Relaxed) >= self.learn_up_to
+            || !is_exportable(raw)
+            || raw == OTHER
+        {
             return Arc::clone(&self.other);
         }
         let mut learned = self.learned.write().unwrap_or_else(|e| e.into_inner());

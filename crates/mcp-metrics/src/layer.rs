@@ -46,15 +46,12 @@ const MAX_ID_LEN: usize = 128;
 /// whose future is dropped before it completes is not counted.
 #[derive(Debug, Clone)]
 pub struct MetricsLayer {
-    metrics: Arc<McpMetrics>,
-    parse_body_limit: Option<usize>,
-    request_id_header: HeaderName,
-    ids: Arc<AtomicU64>,
-    id_seed: u64,
+    shared: Arc<Shared>,
 }
 
-/// What every [`MetricsService`] made by one layer shares.
-#[derive(Debug)]
+/// What every [`MetricsService`] made by one layer shares (so wrapping a service, which axum
+/// may do per request, is one reference-count increment).
+#[derive(Debug, Clone)]
 struct Shared {
     metrics: Arc<McpMetrics>,
     parse_body_limit: Option<usize>,
@@ -68,11 +65,13 @@ impl MetricsLayer {
     pub fn new(metrics: Arc<McpMetrics>) -> Self {
         use std::hash::{BuildHasher, RandomState};
         Self {
-            metrics,
-            parse_body_limit: None,
-            request_id_header: REQUEST_ID_HEADER,
-            ids: Arc::new(AtomicU64::new(0)),
-            id_seed: RandomState::new().hash_one("mcp-metrics request ids"),
+            shared: Arc::new(Shared {
+                metrics,
+                parse_body_limit: None,
+                request_id_header: REQUEST_ID_HEADER,
+                ids: Arc::new(AtomicU64::new(0)),
+                id_seed: RandomState::new().hash_one("mcp-metrics request ids"),
+            }),
         }
     }
 
@@ -80,14 +79,14 @@ impl MetricsLayer {
     /// size is known to be at most `max_bytes`.
     #[must_use]
     pub fn parse_body(mut self, max_bytes: usize) -> Self {
-        self.parse_body_limit = Some(max_bytes);
+        Arc::make_mut(&mut self.shared).parse_body_limit = Some(max_bytes);
         self
     }
 
     /// Reads the request id from `header` instead of `x-request-id`.
     #[must_use]
     pub fn request_id_header(mut self, header: HeaderName) -> Self {
-        self.request_id_header = header;
+        Arc::make_mut(&mut self.shared).request_id_header = header;
         self
     }
 }
@@ -98,13 +97,7 @@ impl<S> Layer<S> for MetricsLayer {
     fn layer(&self, inner: S) -> Self::Service {
         MetricsService {
             inner,
-            shared: Arc::new(Shared {
-                metrics: Arc::clone(&self.metrics),
-                parse_body_limit: self.parse_body_limit,
-                request_id_header: self.request_id_header.clone(),
-                ids: Arc::clone(&self.ids),
-                id_seed: self.id_seed,
-            }),
+            shared: Arc::clone(&self.shared),
         }
     }
 }
@@ -145,22 +138,27 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> 
 fn make_span(shared: &Shared, parts: &http::request::Parts, info: Option<&McpRequestInfo>) -> Span {
     let method = info.map(|i| i.method.as_str());
     let tool = info.and_then(|i| i.tool.as_deref());
-    let request_id = match header_str(&parts.headers, &shared.request_id_header) {
+    // The closures below run only when a subscriber wants the span: with none, a request costs
+    // neither the header lookups nor the shared id counter.
+    let request_id = || match header_str(&parts.headers, &shared.request_id_header) {
         Some(id) => RequestId::Header(id),
         None => RequestId::Generated(shared.id_seed ^ shared.ids.fetch_add(1, Ordering::Relaxed)),
     };
-    let session = info
-        .and_then(|i| i.session.as_deref())
-        .or_else(|| header_str(&parts.headers, &SESSION_HEADER));
+    let session = || {
+        info.and_then(|i| i.session.as_deref())
+            .or_else(|| header_str(&parts.headers, &SESSION_HEADER))
+    };
     // The MCP `_meta.traceparent` is more specific than the HTTP header (it survives proxies
     // and is set per message), so it wins.
-    let traceparent = info.and_then(|i| i.traceparent).or_else(|| {
-        parts
-            .headers
-            .get(TRACEPARENT_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| TraceParent::parse(v).ok())
-    });
+    let traceparent = || {
+        info.and_then(|i| i.traceparent).or_else(|| {
+            parts
+                .headers
+                .get(TRACEPARENT_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| TraceParent::parse(v).ok())
+        })
+    };
     // Every value is given when the span is created: recording fields later is expensive with
     // the JSON formatter (it re-serialises the span's fields on each record).
     let span = tracing::info_span!(
@@ -168,22 +166,22 @@ fn make_span(shared: &Shared, parts: &http::request::Parts, info: Option<&McpReq
         otel.name = %SpanName { method, tool, http: &parts.method },
         otel.kind = "server",
         otel.status_code = Empty,
-        request_id = %request_id,
+        request_id = %request_id(),
         subject = info.and_then(|i| i.subject.as_deref()),
         tenant = info.and_then(|i| i.tenant.as_deref()),
-        mcp.session.id = session,
+        mcp.session.id = session(),
         mcp.method.name = method,
         gen_ai.tool.name = tool,
         http.request.method = %parts.method,
         url.path = parts.uri.path(),
         http.response.status_code = Empty,
-        trace_id = traceparent.as_ref().map(|tp| tracing::field::display(TraceIdHex(tp))),
+        trace_id = traceparent().as_ref().map(|tp| tracing::field::display(TraceIdHex(tp))),
     );
     #[cfg(feature = "otel")]
-    if let Some(tp) = &traceparent
-        && !span.is_disabled()
+    if !span.is_disabled()
+        && let Some(tp) = traceparent()
     {
-        crate::otel::set_remote_parent(&span, tp);
+        crate::otel::set_remote_parent(&span, &tp);
     }
     span
 }
@@ -259,7 +257,7 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let start = Instant::now();
-        let shared = Arc::clone(&self.shared);
+        let shared = &self.shared;
         let (mut parts, body) = req.into_parts();
         let info = parts.extensions.get::<McpRequestInfo>();
 
@@ -273,6 +271,7 @@ where
             let clone = self.inner.clone();
             let mut inner = std::mem::replace(&mut self.inner, clone);
             let metrics = Arc::clone(&shared.metrics);
+            let shared = Arc::clone(shared);
             let fut = async move {
                 let (body, info) = match Limited::new(body, limit).collect().await {
                     Ok(collected) => {
@@ -314,7 +313,7 @@ where
                 .metrics
                 .record_active_user_resolved(&labels, subject, start);
         }
-        let span = make_span(&shared, &parts, info);
+        let span = make_span(shared, &parts, info);
         let fut = {
             let _entered = span.enter();
             self.inner
