@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::chain::ChainHead;
-use crate::error::{BuildError, FlushError, RecordError};
+use crate::error::{BuildError, FlushError, RecordError, SinkError};
 use crate::event::AuditEvent;
 use crate::redact::Redactor;
 use crate::sink::AuditSink;
@@ -483,6 +483,7 @@ impl AuditLoggerBuilder {
             retry_min: self.retry_min,
             retry_max: self.retry_max,
             queue_capacity: self.queue_capacity,
+            in_flight: None,
         };
         let task = runtime.spawn(writer.run(rx));
         Ok(AuditLogger {
@@ -570,6 +571,15 @@ struct Writer {
     retry_min: Duration,
     retry_max: Duration,
     queue_capacity: usize,
+    in_flight: Option<InFlight>,
+}
+
+/// The batch being written in the background and the lanes it is being written to.
+#[derive(Debug)]
+struct InFlight {
+    batch: Arc<[AuditEvent]>,
+    lanes: Vec<usize>,
+    task: JoinHandle<Vec<Result<(), SinkError>>>,
 }
 
 /// How many spool chunks one replay round may write before the writer looks at its queue.
@@ -681,6 +691,7 @@ impl Writer {
         }
         // The events are written (or spooled) before the spill file lets go of them.
         self.write_buf().await;
+        self.settle().await;
         let overflow = Arc::clone(&self.overflow);
         let lines = chunk.lines;
         let done = blocking(move || {
@@ -704,6 +715,10 @@ impl Writer {
         }
     }
 
+    /// Links the buffered events into the chain and starts writing them. The write runs in
+    /// its own task while the writer goes on taking and linking the next batch; at most one
+    /// write is in flight, and it is settled before the next batch goes to any sink or spool,
+    /// so every sink still sees batches in order.
     async fn write_buf(&mut self) {
         self.first_at = None;
         if self.buf.is_empty() {
@@ -724,30 +739,82 @@ impl Writer {
         c.last_batch_size.store(n, Ordering::Relaxed);
         c.max_batch_size.fetch_max(n, Ordering::Relaxed);
         let batch: Arc<[AuditEvent]> = batch.into();
+        self.settle().await;
+        // Sinks with a backlog get the batch behind it in their spool; the others get it
+        // directly, in the background.
+        let mut direct = Vec::with_capacity(self.lanes.len());
         for i in 0..self.lanes.len() {
-            self.deliver(i, &batch).await;
-        }
-        c.events_written.fetch_add(n, Ordering::Relaxed);
-    }
-
-    async fn deliver(&mut self, i: usize, batch: &Arc<[AuditEvent]>) {
-        let counters = Arc::clone(&self.counters);
-        let retry_min = self.retry_min;
-        let lane = &mut self.lanes[i];
-        if lane.pending == 0 {
-            let started = Instant::now();
-            let result = lane.sink.write_batch(batch).await;
-            counters.time_write(started.elapsed());
-            match result {
-                Ok(()) => return,
-                Err(e) => {
-                    counters.write_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(target: "mcp_audit", sink = lane.sink.name(), error = %e, events = batch.len(), "audit sink write failed; spooling");
-                    lane.backoff = retry_min;
-                    lane.retry_at = Some(Instant::now() + retry_min);
-                }
+            if self.lanes[i].pending == 0 {
+                direct.push(i);
+            } else {
+                self.spool_batch(i, &batch).await;
             }
         }
+        if direct.is_empty() {
+            c.events_written.fetch_add(n, Ordering::Relaxed);
+            return;
+        }
+        let sinks: Vec<_> = direct
+            .iter()
+            .map(|&i| Arc::clone(&self.lanes[i].sink))
+            .collect();
+        let counters = Arc::clone(&self.counters);
+        let events = Arc::clone(&batch);
+        let task = tokio::spawn(async move {
+            let mut results = Vec::with_capacity(sinks.len());
+            for sink in sinks {
+                let started = Instant::now();
+                let result = sink.write_batch(&events).await;
+                counters.time_write(started.elapsed());
+                results.push(result);
+            }
+            results
+        });
+        self.in_flight = Some(InFlight {
+            batch,
+            lanes: direct,
+            task,
+        });
+    }
+
+    /// Waits for the write in flight, if any, and spools the batch for every sink that
+    /// failed it.
+    async fn settle(&mut self) {
+        let Some(InFlight { batch, lanes, task }) = self.in_flight.take() else {
+            return;
+        };
+        let results = match task.await {
+            Ok(results) => results,
+            Err(e) => {
+                // A sink panicked (or the runtime is going down): the batch counts as not
+                // written for every sink of this write.
+                tracing::error!(target: "mcp_audit", error = %e, "audit sink write task failed");
+                Vec::new()
+            }
+        };
+        let mut results = results.into_iter();
+        for i in lanes {
+            let error = match results.next() {
+                Some(Ok(())) => continue,
+                Some(Err(e)) => e.to_string(),
+                None => "the write task ended without a result".to_owned(),
+            };
+            self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
+            let lane = &mut self.lanes[i];
+            tracing::warn!(target: "mcp_audit", sink = lane.sink.name(), error = %error, events = batch.len(), "audit sink write failed; spooling");
+            lane.backoff = self.retry_min;
+            lane.retry_at = Some(Instant::now() + self.retry_min);
+            self.spool_batch(i, &batch).await;
+        }
+        self.counters
+            .events_written
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Appends `batch` to lane `i`'s spool.
+    async fn spool_batch(&mut self, i: usize, batch: &Arc<[AuditEvent]>) {
+        let counters = Arc::clone(&self.counters);
+        let lane = &mut self.lanes[i];
         let spool = Arc::clone(&lane.spool);
         let events = Arc::clone(batch);
         let n = events.len() as u64;
@@ -873,6 +940,7 @@ impl Writer {
             }
         }
         self.write_buf().await;
+        self.settle().await;
         self.replay_all(true).await;
         // A forced replay writes a bounded number of chunks; keep going while it progresses.
         loop {

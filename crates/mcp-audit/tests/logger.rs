@@ -294,6 +294,55 @@ async fn sink_outage_during_traffic_recovers_without_loss() {
     logger.shutdown().await.unwrap();
 }
 
+/// Waits (bounded) until `cond` holds for the logger's stats.
+async fn wait_for(logger: &AuditLogger, what: &str, cond: impl Fn(&mcp_audit::AuditStats) -> bool) {
+    for _ in 0..10_000 {
+        if cond(&logger.stats()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("timed out waiting for {what}: {:?}", logger.stats());
+}
+
+#[tokio::test]
+async fn next_batch_is_linked_while_one_is_written_and_a_failed_write_keeps_the_order() {
+    let dir = TempDir::new("pipeline");
+    let sink = Arc::new(MemorySink::gated("db"));
+    let logger = AuditLogger::builder(dir.path("spool"))
+        .shared_sink(sink.clone())
+        .batch_size(10)
+        .max_batch_delay(Duration::from_secs(3600))
+        .retry_backoff(Duration::from_secs(3600), Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let recorded: Vec<_> = (0..30).map(event).collect();
+    for e in &recorded {
+        logger.try_record(e.clone()).unwrap();
+    }
+    // The first write hangs in the sink; the writer has already linked the second batch.
+    wait_for(&logger, "a second batch", |s| s.batches >= 2).await;
+    assert!(sink.events().is_empty());
+    // The write in flight fails: its batch is spooled, and the later batches go behind it
+    // into the spool instead of reaching the sink first.
+    sink.set_failing(true);
+    sink.open_gate();
+    wait_for(&logger, "all batches spooled", |s| s.spool_pending == 30).await;
+    assert_eq!(logger.stats().write_errors, 1);
+    assert!(sink.events().is_empty());
+    sink.set_failing(false);
+    let report = logger.flush().await.unwrap();
+    assert_eq!(report.spool_pending, 0);
+    let stored = sink.events();
+    assert_exactly_once(&recorded, &stored);
+    let seqs: Vec<u64> = stored
+        .iter()
+        .map(|e| e.chain.as_ref().unwrap().seq)
+        .collect();
+    assert_eq!(seqs, (1..=30).collect::<Vec<_>>());
+    logger.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn builder_rejects_bad_configuration() {
     let dir = TempDir::new("build");
