@@ -1,7 +1,8 @@
 //! Criterion benches: `metrics/record_request` (counter + histogram for one MCP call),
 //! `metrics/observe_tool_call` (everything the layer records for a tool call), and
 //! `metrics/layer_overhead/*` (a trivial axum handler with and without the layer, in process
-//! and over loopback HTTP/1.1 keep-alive).
+//! and over loopback HTTP/1.1 keep-alive; in process also behind a no-op layer, which shows
+//! what axum itself adds for any layer).
 
 #![allow(
     clippy::unwrap_used,
@@ -71,6 +72,15 @@ fn routers() -> (Router, Router) {
     (plain, measured)
 }
 
+/// The same handler behind a layer that does nothing: what axum itself costs per layer
+/// (boxing and cloning the wrapped route), for reading `with_layer` against.
+fn noop_layer_router() -> Router {
+    Router::new()
+        .route("/mcp", post(|| async { "ok" }))
+        .layer(MapRequestLayer::new(|req: Request<Body>| req))
+        .layer(MapRequestLayer::new(with_info))
+}
+
 fn request() -> Request<Body> {
     Request::post("/mcp").body(Body::empty()).unwrap()
 }
@@ -86,6 +96,10 @@ fn layer_in_process(c: &mut Criterion) {
     });
     group.bench_function("with_layer", |b| {
         b.to_async(&rt).iter(|| measured.clone().oneshot(request()))
+    });
+    let noop = noop_layer_router();
+    group.bench_function("with_noop_layer", |b| {
+        b.to_async(&rt).iter(|| noop.clone().oneshot(request()))
     });
     // With an info-level JSON subscriber installed, so the request span is live (its lines go
     // to a sink; no line is written per request at info).
