@@ -1,0 +1,717 @@
+//! The gateway's configuration: one TOML file plus `MCP_GATEWAY_` environment overrides,
+//! deserialized into [`Config`] and checked by [`Config::validate`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The prefix of environment overrides: `MCP_GATEWAY_SERVER__LISTEN=0.0.0.0:8080` sets
+/// `server.listen`. Path segments are separated by `__`; a numeric segment indexes an array
+/// (`MCP_GATEWAY_UPSTREAMS__0__URL`). A value is read as a TOML value when it parses as one
+/// (`true`, `42`, `["a", "b"]`) and as a string otherwise.
+pub const ENV_PREFIX: &str = "MCP_GATEWAY_";
+
+/// Why a configuration could not be loaded or is invalid. Messages name the offending key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file (after environment overrides) is not valid TOML or does not fit the schema.
+    #[error("{origin}: {source}")]
+    Parse {
+        /// The file or `environment`.
+        origin: String,
+        /// The TOML error, with line and key.
+        #[source]
+        source: toml::de::Error,
+    },
+    /// An environment override names a path that cannot be set.
+    #[error("environment override {var}: {message}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is out of range or inconsistent with another.
+    #[error("invalid configuration: {key}: {message}")]
+    Invalid {
+        /// The key, e.g. `auth.oidc.issuer`.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+/// The whole configuration. Every section is documented in `docs/gateway/configuration.md`
+/// and shown in `examples/gateway/gateway.example.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Config {
+    /// Listener, public URL and request limits.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Token verification.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// The authorization policy.
+    #[serde(default)]
+    pub rbac: RbacConfig,
+    /// Rate limits and the brute-force lockout.
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
+    /// The upstream MCP servers.
+    #[serde(default)]
+    pub upstreams: Vec<UpstreamConfig>,
+    /// Where the audit trail goes.
+    #[serde(default)]
+    pub audit: AuditConfig,
+    /// Logging.
+    #[serde(default)]
+    pub logging: LoggingConfig,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// The address to listen on (default `127.0.0.1:8080`).
+    pub listen: SocketAddr,
+    /// The URL clients use to reach the gateway, without the `/mcp` path (default
+    /// `http://{listen}`). The protected resource is `{public_url}/mcp`.
+    pub public_url: Option<String>,
+    /// Largest accepted request body in bytes (default 1 MiB).
+    pub max_body_bytes: usize,
+    /// How long in-flight requests may take to finish on shutdown, in seconds (default 30).
+    pub shutdown_timeout_secs: u64,
+    /// Proxies (CIDR, e.g. `10.0.0.0/8`) whose `Forwarded` / `X-Forwarded-For` headers are
+    /// believed when finding the client IP (default none).
+    pub trusted_proxies: Vec<String>,
+    /// A human-readable name in the protected-resource metadata.
+    pub resource_name: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            max_body_bytes: 1024 * 1024,
+            shutdown_timeout_secs: 30,
+            trusted_proxies: Vec::new(),
+            resource_name: None,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The public base URL without a trailing slash.
+    pub fn public_base(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+
+    /// The shutdown grace period.
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_secs)
+    }
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct AuthConfig {
+    /// The OpenID Connect issuer whose tokens are accepted.
+    pub oidc: Option<OidcConfig>,
+    /// Accepted token audiences; default: the resource URL (`{public_url}/mcp`).
+    pub audiences: Vec<String>,
+    /// A scope every token must carry (checked by the policy: requests without it get 403
+    /// `insufficient_scope`). Also named in 401 challenges.
+    pub required_scope: Option<String>,
+    /// Scopes advertised in the protected-resource metadata (default: the required scope).
+    pub scopes_supported: Vec<String>,
+    /// Which claims carry the subject, tenant, roles and scopes.
+    pub claims: ClaimsConfig,
+    /// Brute-force lockout after failed authentications.
+    pub lockout: LockoutSection,
+}
+
+/// `[auth.oidc]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct OidcConfig {
+    /// The issuer, exactly as in tokens' `iss`.
+    pub issuer: String,
+    /// The JWKS URL; when absent it is found through OIDC discovery of the issuer.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Accepted signature algorithms (default `["RS256"]`).
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// Clock skew allowed on `exp`/`nbf`/`iat`, in seconds (default 60).
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+}
+
+fn default_algorithms() -> Vec<String> {
+    vec!["RS256".to_owned()]
+}
+
+fn default_leeway() -> u64 {
+    60
+}
+
+/// `[auth.claims]`: claim names, each tried in order.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct ClaimsConfig {
+    /// Subject claims (default `["sub"]`).
+    pub subject: Vec<String>,
+    /// Tenant claims (default `["tid"]`).
+    pub tenant: Vec<String>,
+    /// Role claims (default `["roles"]`).
+    pub roles: Vec<String>,
+    /// Scope claims (default `["scope", "scp"]`).
+    pub scope: Vec<String>,
+}
+
+impl Default for ClaimsConfig {
+    fn default() -> Self {
+        Self {
+            subject: vec!["sub".to_owned()],
+            tenant: vec!["tid".to_owned()],
+            roles: vec!["roles".to_owned()],
+            scope: vec!["scope".to_owned(), "scp".to_owned()],
+        }
+    }
+}
+
+/// `[auth.lockout]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct LockoutSection {
+    /// Failed authentications from one client IP that trigger a lockout (default 20).
+    pub max_failures: u32,
+    /// How long the lockout lasts, in seconds (default 900).
+    pub lockout_secs: u64,
+    /// Failures older than this are forgotten, in seconds (default 900).
+    pub window_secs: u64,
+}
+
+impl Default for LockoutSection {
+    fn default() -> Self {
+        Self {
+            max_failures: 20,
+            lockout_secs: 900,
+            window_secs: 900,
+        }
+    }
+}
+
+/// `[rbac]`: the policy is the predefined roles (unless turned off), then the inline policy,
+/// then the policy file, then the tenant-bound arguments.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct RbacConfig {
+    /// Include `mcp_rbac::DEFAULT_POLICY_TOML` (admin, user, readonly, ...; default true).
+    pub default_roles: bool,
+    /// A policy in mcp-rbac's TOML format, inline.
+    pub policy: Option<String>,
+    /// A policy file (TOML or JSON, mcp-rbac format).
+    pub policy_file: Option<PathBuf>,
+    /// Tool arguments that must equal the caller's tenant.
+    pub tenant_bound_arguments: Vec<TenantBoundArgument>,
+}
+
+impl Default for RbacConfig {
+    fn default() -> Self {
+        Self {
+            default_roles: true,
+            policy: None,
+            policy_file: None,
+            tenant_bound_arguments: Vec::new(),
+        }
+    }
+}
+
+/// One `[[rbac.tenant_bound_arguments]]`: `tool`'s argument `argument` must be the caller's
+/// tenant.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TenantBoundArgument {
+    /// The tool name (an mcp-rbac pattern: `tenant_data`, `crm.*`).
+    pub tool: String,
+    /// The argument name.
+    pub argument: String,
+}
+
+/// `[rate_limit]`: quotas such as `100/min`, `10/s burst 20`; absent means no limit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct RateLimitConfig {
+    /// One budget for all requests.
+    pub global: Option<String>,
+    /// Per tenant.
+    pub per_tenant: Option<String>,
+    /// Per user (subject).
+    pub per_user: Option<String>,
+    /// Per client IP.
+    pub per_ip: Option<String>,
+    /// Per tool name (all callers together).
+    pub per_tool: Option<String>,
+    /// `gcra` (default) or `sliding_window`.
+    pub algorithm: LimitAlgorithm,
+    /// Tools that cost more than one unit.
+    pub tool_costs: BTreeMap<String, u32>,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            global: None,
+            per_tenant: None,
+            per_user: None,
+            per_ip: None,
+            per_tool: None,
+            algorithm: LimitAlgorithm::Gcra,
+            tool_costs: BTreeMap::new(),
+        }
+    }
+}
+
+/// The rate-limit algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum LimitAlgorithm {
+    /// Token bucket (rate plus burst).
+    Gcra,
+    /// Sliding-window counter.
+    SlidingWindow,
+}
+
+/// One `[[upstreams]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct UpstreamConfig {
+    /// A short name, used in logs and health reports.
+    pub name: String,
+    /// The upstream's Streamable HTTP endpoint, e.g. `http://127.0.0.1:9000/mcp`.
+    pub url: String,
+    /// Longest wait for one upstream response, in seconds (default 30).
+    #[serde(default = "default_upstream_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_upstream_timeout() -> u64 {
+    30
+}
+
+impl UpstreamConfig {
+    /// An upstream named `name` at `url` with the default timeout.
+    pub fn new(name: impl Into<String>, url: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            url: url.into(),
+            timeout_secs: default_upstream_timeout(),
+        }
+    }
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct AuditConfig {
+    /// `tracing` (default: the `audit` log target), `jsonl`, `sqlite` or `postgres`.
+    pub sink: AuditSinkKind,
+    /// `jsonl`: the directory of the log files; `sqlite`: the database file.
+    pub path: Option<PathBuf>,
+    /// `postgres`: the connection URL (set it through `MCP_GATEWAY_AUDIT__URL` to keep the
+    /// password out of the file).
+    pub url: Option<String>,
+    /// Where undeliverable events wait for the sink to come back (default `./mcp-gateway-spool`).
+    pub spool_dir: PathBuf,
+    /// Events the in-memory queue holds before spilling to disk (default 65536).
+    pub queue_capacity: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            sink: AuditSinkKind::Tracing,
+            path: None,
+            url: None,
+            spool_dir: PathBuf::from("./mcp-gateway-spool"),
+            queue_capacity: 65_536,
+        }
+    }
+}
+
+/// The audit sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AuditSinkKind {
+    /// Events are logged under the `audit` target.
+    Tracing,
+    /// JSON lines files, rotated by size and day.
+    Jsonl,
+    /// A SQLite database (queryable).
+    Sqlite,
+    /// A PostgreSQL database (queryable, shared by replicas).
+    Postgres,
+}
+
+/// `[logging]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct LoggingConfig {
+    /// `human` (default) or `json`.
+    pub format: LogFormatKind,
+    /// A tracing filter, e.g. `info,mcp_gateway=debug` (default `info`); `RUST_LOG` wins.
+    pub filter: String,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormatKind::Human,
+            filter: "info".to_owned(),
+        }
+    }
+}
+
+/// The log format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum LogFormatKind {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Config {
+    /// Reads `path`, applies the `MCP_GATEWAY_` overrides from the process environment, and
+    /// validates the result.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml_with_env(&text, &path.display().to_string(), std::env::vars())
+    }
+
+    /// Parses `text` (named `origin` in errors), applies overrides from `vars` (only those
+    /// starting with [`ENV_PREFIX`] are used), and validates.
+    pub fn from_toml_with_env(
+        text: &str,
+        origin: &str,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table: toml::Table = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            origin: origin.to_owned(),
+            source,
+        })?;
+        let mut overridden = false;
+        for (var, value) in vars {
+            if let Some(path) = var.strip_prefix(ENV_PREFIX) {
+                apply_override(&mut table, &var, path, &value)?;
+                overridden = true;
+            }
+        }
+        let origin = if overridden {
+            format!("{origin} (with {ENV_PREFIX}* overrides)")
+        } else {
+            origin.to_owned()
+        };
+        let config: Self = toml::Value::Table(table)
+            .try_into()
+            .map_err(|source| ConfigError::Parse { origin, source })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what the schema cannot: URLs, counts and quotas.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let base = self.server.public_base();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(invalid(
+                "server.public_url",
+                format!("`{base}` is not an http(s) URL"),
+            ));
+        }
+        if self.server.max_body_bytes == 0 {
+            return Err(invalid("server.max_body_bytes", "must be positive"));
+        }
+        for net in &self.server.trusted_proxies {
+            net.parse::<mcp_ratelimit::IpNet>()
+                .map_err(|e| invalid("server.trusted_proxies", format!("`{net}`: {e}")))?;
+        }
+        if let Some(oidc) = &self.auth.oidc {
+            if oidc.issuer.is_empty() {
+                return Err(invalid("auth.oidc.issuer", "must not be empty"));
+            }
+            if oidc.algorithms.is_empty() {
+                return Err(invalid("auth.oidc.algorithms", "name at least one"));
+            }
+            for alg in &oidc.algorithms {
+                alg.parse::<mcp_auth_core::jwt::Algorithm>().map_err(|_| {
+                    invalid("auth.oidc.algorithms", format!("unknown algorithm `{alg}`"))
+                })?;
+            }
+        }
+        if self.auth.lockout.max_failures == 0 {
+            return Err(invalid("auth.lockout.max_failures", "must be positive"));
+        }
+        let quotas = [
+            ("rate_limit.global", &self.rate_limit.global),
+            ("rate_limit.per_tenant", &self.rate_limit.per_tenant),
+            ("rate_limit.per_user", &self.rate_limit.per_user),
+            ("rate_limit.per_ip", &self.rate_limit.per_ip),
+            ("rate_limit.per_tool", &self.rate_limit.per_tool),
+        ];
+        for (key, quota) in quotas {
+            if let Some(q) = quota {
+                q.parse::<mcp_ratelimit::Quota>()
+                    .map_err(|e| invalid(key, format!("`{q}`: {e}")))?;
+            }
+        }
+        if self.rate_limit.tool_costs.values().any(|c| *c == 0) {
+            return Err(invalid("rate_limit.tool_costs", "costs must be positive"));
+        }
+        match self.upstreams.as_slice() {
+            [] => return Err(invalid("upstreams", "configure one upstream")),
+            [one] => {
+                if !(one.url.starts_with("http://") || one.url.starts_with("https://")) {
+                    return Err(invalid(
+                        "upstreams.url",
+                        format!("`{}` is not an http(s) URL", one.url),
+                    ));
+                }
+                if one.timeout_secs == 0 {
+                    return Err(invalid("upstreams.timeout_secs", "must be positive"));
+                }
+            }
+            _ => {
+                return Err(invalid(
+                    "upstreams",
+                    "this version routes to exactly one upstream",
+                ));
+            }
+        }
+        match self.audit.sink {
+            AuditSinkKind::Jsonl | AuditSinkKind::Sqlite if self.audit.path.is_none() => {
+                return Err(invalid(
+                    "audit.path",
+                    "the jsonl and sqlite sinks need a path",
+                ));
+            }
+            AuditSinkKind::Postgres if self.audit.url.is_none() => {
+                return Err(invalid("audit.url", "the postgres sink needs a URL"));
+            }
+            _ => {}
+        }
+        if self.audit.queue_capacity == 0 {
+            return Err(invalid("audit.queue_capacity", "must be positive"));
+        }
+        Ok(())
+    }
+}
+
+/// Sets the value at the `__`-separated `path` (lower-cased) in `table`.
+fn apply_override(
+    table: &mut toml::Table,
+    var: &str,
+    path: &str,
+    raw: &str,
+) -> Result<(), ConfigError> {
+    let env_error = |message: &str| ConfigError::Env {
+        var: var.to_owned(),
+        message: message.to_owned(),
+    };
+    let segments: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+    if segments.iter().any(String::is_empty) {
+        return Err(env_error("empty path segment"));
+    }
+    let value = parse_env_value(raw);
+    let Some((last, parents)) = segments.split_last() else {
+        return Err(env_error("empty path"));
+    };
+    let mut current = TableOrArray::Table(table);
+    for segment in parents {
+        current = current
+            .child(segment)
+            .ok_or_else(|| env_error("path does not lead to a table"))?;
+    }
+    current
+        .set(last, value)
+        .ok_or_else(|| env_error("path does not lead to a settable value"))
+}
+
+/// A TOML value as the override writes it: a TOML literal if it parses as one, else a string.
+fn parse_env_value(raw: &str) -> toml::Value {
+    let wrapped = format!("v = {raw}");
+    match toml::from_str::<toml::Table>(&wrapped) {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.to_owned())),
+        Err(_) => toml::Value::String(raw.to_owned()),
+    }
+}
+
+enum TableOrArray<'a> {
+    Table(&'a mut toml::Table),
+    Array(&'a mut Vec<toml::Value>),
+}
+
+impl<'a> TableOrArray<'a> {
+    /// The child container at `segment`, creating a table when a table has no such key.
+    fn child(self, segment: &str) -> Option<TableOrArray<'a>> {
+        let value = match self {
+            Self::Table(t) => t
+                .entry(segment.to_owned())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new())),
+            Self::Array(a) => a.get_mut(segment.parse::<usize>().ok()?)?,
+        };
+        match value {
+            toml::Value::Table(t) => Some(TableOrArray::Table(t)),
+            toml::Value::Array(a) => Some(TableOrArray::Array(a)),
+            _ => None,
+        }
+    }
+
+    fn set(self, segment: &str, value: toml::Value) -> Option<()> {
+        match self {
+            Self::Table(t) => {
+                t.insert(segment.to_owned(), value);
+            }
+            Self::Array(a) => {
+                let index = segment.parse::<usize>().ok()?;
+                *a.get_mut(index)? = value;
+            }
+        }
+        Some(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [[upstreams]]
+        name = "main"
+        url = "http://127.0.0.1:9000/mcp"
+    "#;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn minimal_config_has_defaults() {
+        let config = Config::from_toml_with_env(MINIMAL, "t.toml", []).unwrap();
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.server.public_base(), "http://127.0.0.1:8080");
+        assert_eq!(config.auth.claims.tenant, ["tid"]);
+        assert!(config.rbac.default_roles);
+        assert_eq!(config.audit.sink, AuditSinkKind::Tracing);
+        assert_eq!(config.upstreams[0].timeout_secs, 30);
+    }
+
+    #[test]
+    fn env_overrides_nested_keys_arrays_and_typed_values() {
+        let vars = env(&[
+            ("MCP_GATEWAY_SERVER__LISTEN", "0.0.0.0:9999"),
+            ("MCP_GATEWAY_SERVER__MAX_BODY_BYTES", "2048"),
+            ("MCP_GATEWAY_AUTH__OIDC__ISSUER", "https://login.example"),
+            ("MCP_GATEWAY_AUTH__AUDIENCES", r#"["a", "b"]"#),
+            ("MCP_GATEWAY_UPSTREAMS__0__URL", "http://10.0.0.1/mcp"),
+            ("OTHER_VAR", "ignored"),
+        ]);
+        let config = Config::from_toml_with_env(MINIMAL, "t.toml", vars).unwrap();
+        assert_eq!(config.server.listen.to_string(), "0.0.0.0:9999");
+        assert_eq!(config.server.max_body_bytes, 2048);
+        assert_eq!(
+            config.auth.oidc.as_ref().map(|o| o.issuer.as_str()),
+            Some("https://login.example")
+        );
+        assert_eq!(config.auth.audiences, ["a", "b"]);
+        assert_eq!(config.upstreams[0].url, "http://10.0.0.1/mcp");
+    }
+
+    #[test]
+    fn env_override_into_a_missing_array_index_is_an_error() {
+        let vars = env(&[("MCP_GATEWAY_UPSTREAMS__3__URL", "http://x/mcp")]);
+        let err = Config::from_toml_with_env(MINIMAL, "t.toml", vars).unwrap_err();
+        assert!(matches!(err, ConfigError::Env { .. }), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_name() {
+        let text = format!("{MINIMAL}\n[server]\nlisten_addr = \"x\"\n");
+        let err = Config::from_toml_with_env(&text, "t.toml", []).unwrap_err();
+        assert!(err.to_string().contains("listen_addr"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        let cases = [
+            ("[rate_limit]\nper_user = \"lots\"", "rate_limit.per_user"),
+            ("[audit]\nsink = \"sqlite\"", "audit.path"),
+            ("[audit]\nsink = \"postgres\"", "audit.url"),
+            (
+                "[server]\ntrusted_proxies = [\"nope\"]",
+                "server.trusted_proxies",
+            ),
+            (
+                "[auth.oidc]\nissuer = \"https://i\"\nalgorithms = [\"XX1\"]",
+                "auth.oidc.algorithms",
+            ),
+        ];
+        for (extra, key) in cases {
+            let text = format!("{MINIMAL}\n{extra}\n");
+            let err = Config::from_toml_with_env(&text, "t.toml", []).unwrap_err();
+            assert!(err.to_string().contains(key), "{extra}: {err}");
+        }
+        let none = Config::from_toml_with_env("", "t.toml", []).unwrap_err();
+        assert!(none.to_string().contains("upstreams"), "{none}");
+    }
+}

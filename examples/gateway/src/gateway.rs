@@ -1,0 +1,1096 @@
+//! The assembled gateway: [`Gateway::build`] wires the crates from a [`Config`], and the
+//! `/mcp` request path runs authenticate -> rate limit -> parse once -> authorize -> forward
+//! -> audit -> metrics.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::header::{CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+use http::{HeaderValue, Request, StatusCode};
+use mcp_audit::{AuditEvent, AuditLogger, AuditStore, Category, OutcomeStatus, Severity};
+use mcp_auth_core::claims::ClaimMapping;
+use mcp_auth_core::jwks::JwksCache;
+use mcp_auth_core::jwt::{Algorithm, JwtAuthenticator, JwtValidator, KeyResolver, KeySet};
+use mcp_auth_core::{
+    AuthChain, AuthError, AuthRejection, ChallengeConfig, CredentialExtractor, LocalIssuer,
+    MemoryRevocationStore, Principal, ProtectedResourceMetadata, TokenRejection,
+};
+use mcp_metrics::{
+    AuthLimitReason, AuthOutcome, McpMetrics, McpRequestInfo, MetricsConfig, MetricsLayer,
+    MetricsService, RateLimitScope, RequestRecord,
+};
+use mcp_ratelimit::{
+    ClientIpResolver, LockoutConfig, LockoutStatus, LoginLockout, MemoryStore, RateLimiter,
+    RequestKeys, Rule, Scope,
+};
+use mcp_rbac::{Binding, ListKind, Policy, PolicyBuilder, PolicyHandle, Reason};
+use rmcp::model::{
+    ClientJsonRpcMessage, ClientRequest, ErrorCode, ErrorData, InitializeResult, JsonObject,
+    JsonRpcRequest, ProtocolVersion, RequestId, ServerJsonRpcMessage, ServerResult,
+};
+use tokio::net::TcpListener;
+use tower::{Layer, Service, ServiceExt};
+
+use crate::config::{AuditSinkKind, Config, LimitAlgorithm};
+use crate::upstream::{Upstream, UpstreamError};
+
+/// The path of the MCP endpoint.
+pub const MCP_PATH: &str = "/mcp";
+
+/// The lockout is kept per client IP: a failed token names no subject that can be trusted.
+const LOCKOUT_SUBJECT: &str = "*";
+
+/// The `method` label of authentication metrics: the gateway verifies bearer JWTs.
+const AUTH_METHOD: &str = "jwt";
+
+/// JSON-RPC error code of a rate-limited request (as `mcp_ratelimit::http` answers).
+const JSONRPC_RATE_LIMITED: i32 = -32029;
+
+/// What [`Gateway::build`] needs besides the configuration.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct BuildOptions {
+    /// Trust the tokens of this local issuer instead of `[auth.oidc]` (the demo).
+    pub local_issuer: Option<Arc<LocalIssuer>>,
+}
+
+impl BuildOptions {
+    /// Options trusting `issuer`.
+    pub fn with_local_issuer(issuer: Arc<LocalIssuer>) -> Self {
+        Self {
+            local_issuer: Some(issuer),
+        }
+    }
+}
+
+/// Everything the request path shares.
+struct Core {
+    chain: AuthChain,
+    extractor: CredentialExtractor,
+    challenge: ChallengeConfig,
+    lockout: LoginLockout<MemoryStore>,
+    limiter: RateLimiter<MemoryStore>,
+    ip_resolver: ClientIpResolver,
+    policy: PolicyHandle,
+    required_scope: Option<String>,
+    upstream: Upstream,
+    audit: AuditLogger,
+    metrics: Arc<McpMetrics>,
+    max_body: usize,
+    jwks: Option<Arc<JwksCache>>,
+}
+
+/// The axum state: the shared core and the metrics-wrapped authorize-and-forward service.
+#[derive(Clone)]
+struct App {
+    core: Arc<Core>,
+    forward: MetricsService<Forward>,
+}
+
+/// The built gateway, ready to serve.
+pub struct Gateway {
+    router: Router,
+    core: Arc<Core>,
+    metadata: ProtectedResourceMetadata,
+    audit_store: Option<AuditStore>,
+    shutdown_timeout: Duration,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("resource", &self.metadata.resource())
+            .field("upstream", &self.core.upstream)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What shutdown left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Whether every in-flight request finished within the grace period.
+    pub drained: bool,
+    /// Audit events written in total.
+    pub audit_events_written: u64,
+    /// Audit events still in a spool (their sink was down); replayed at the next start.
+    pub audit_spool_pending: u64,
+}
+
+impl Gateway {
+    /// Builds the gateway described by `config`: the authenticator, policy, limits, audit
+    /// sink, metrics and the upstream client (which connects on first use).
+    pub async fn build(config: &Config, options: BuildOptions) -> anyhow::Result<Self> {
+        config.validate()?;
+        let base = config.server.public_base();
+        let resource = format!("{base}{MCP_PATH}");
+
+        let (authenticator, jwks, authorization_server) =
+            build_authenticator(config, &resource, options.local_issuer.as_deref()).await?;
+        let scopes: Vec<String> = if config.auth.scopes_supported.is_empty() {
+            config.auth.required_scope.iter().cloned().collect()
+        } else {
+            config.auth.scopes_supported.clone()
+        };
+        let mut metadata = ProtectedResourceMetadata::builder(resource.as_str())
+            .authorization_server(authorization_server)
+            .scopes_supported(scopes);
+        if let Some(name) = &config.server.resource_name {
+            metadata = metadata.resource_name(name.as_str());
+        }
+        let metadata = metadata.build()?;
+        let mut challenge = metadata.challenge_config();
+        if let Some(scope) = &config.auth.required_scope {
+            challenge = challenge.default_scope(scope.as_str());
+        }
+
+        let policy = build_policy(config)?;
+        let limiter = build_limiter(config)?;
+        let lockout = LoginLockout::new(
+            MemoryStore::new(),
+            LockoutConfig {
+                max_failures: NonZeroU32::new(config.auth.lockout.max_failures)
+                    .context("auth.lockout.max_failures must be positive")?,
+                lockout: Duration::from_secs(config.auth.lockout.lockout_secs),
+                failure_window: Duration::from_secs(config.auth.lockout.window_secs),
+            },
+        );
+        let mut ip_resolver = ClientIpResolver::new();
+        for net in &config.server.trusted_proxies {
+            ip_resolver = ip_resolver.trust(net.parse()?);
+        }
+        let (audit, audit_store) = build_audit(config).await?;
+        let metrics = Arc::new(McpMetrics::new(&MetricsConfig::default())?);
+        let upstream = Upstream::new(&config.upstreams[0])?;
+
+        let core = Arc::new(Core {
+            chain: AuthChain::new().with(authenticator),
+            extractor: CredentialExtractor::new(),
+            challenge,
+            lockout,
+            limiter,
+            ip_resolver,
+            policy: PolicyHandle::new(policy),
+            required_scope: config.auth.required_scope.clone(),
+            upstream,
+            audit,
+            metrics: Arc::clone(&metrics),
+            max_body: config.server.max_body_bytes,
+            jwks,
+        });
+        let forward = MetricsLayer::new(metrics).layer(Forward {
+            core: Arc::clone(&core),
+        });
+        let app = App {
+            core: Arc::clone(&core),
+            forward,
+        };
+        let router = Router::new()
+            .route(
+                MCP_PATH,
+                post(mcp_post)
+                    .get(method_not_allowed)
+                    .delete(method_not_allowed),
+            )
+            .route("/health", get(health))
+            .route("/health/ready", get(ready))
+            .route("/metrics", get(metrics_endpoint))
+            .merge(metadata.router())
+            .with_state(app);
+        Ok(Self {
+            router,
+            core,
+            metadata,
+            audit_store,
+            shutdown_timeout: config.server.shutdown_timeout(),
+        })
+    }
+
+    /// The axum router (serve it with `ConnectInfo<SocketAddr>`, as [`Gateway::serve`] does).
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// The RFC 9728 metadata the gateway serves.
+    pub fn metadata(&self) -> &ProtectedResourceMetadata {
+        &self.metadata
+    }
+
+    /// The audit logger.
+    pub fn audit(&self) -> &AuditLogger {
+        &self.core.audit
+    }
+
+    /// The SQL audit store, when the sink is SQLite or PostgreSQL.
+    pub fn audit_store(&self) -> Option<&AuditStore> {
+        self.audit_store.as_ref()
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Arc<McpMetrics> {
+        &self.core.metrics
+    }
+
+    /// Serves on `listener` until `shutdown` completes; then stops accepting, lets in-flight
+    /// requests finish within the configured grace period, flushes the audit trail and
+    /// closes the upstream connection.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<ShutdownReport> {
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            let _ = started_tx.send(());
+        };
+        let server = axum::serve(
+            listener,
+            self.router
+                .clone()
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(signal);
+        let mut server = std::pin::pin!(server.into_future());
+        let drained = tokio::select! {
+            result = &mut server => {
+                result.context("server failed")?;
+                true
+            }
+            _ = started_rx => {
+                // Shutdown began: in-flight requests get the grace period.
+                match tokio::time::timeout(self.shutdown_timeout, &mut server).await {
+                    Ok(result) => {
+                        result.context("server failed")?;
+                        true
+                    }
+                    Err(_) => {
+                        tracing::warn!("in-flight requests did not finish within the grace period");
+                        false
+                    }
+                }
+            }
+        };
+        self.core.audit.try_record(
+            AuditEvent::new(Category::System)
+                .severity(Severity::Notice)
+                .method("shutdown")
+                .outcome(OutcomeStatus::Success, None, None),
+        )?;
+        let report = self.core.audit.shutdown().await?;
+        self.core.upstream.close().await;
+        let stats = self.core.audit.stats();
+        Ok(ShutdownReport {
+            drained,
+            audit_events_written: stats.events_written,
+            audit_spool_pending: report.spool_pending,
+        })
+    }
+}
+
+async fn build_authenticator(
+    config: &Config,
+    resource: &str,
+    local: Option<&LocalIssuer>,
+) -> anyhow::Result<(JwtAuthenticator, Option<Arc<JwksCache>>, String)> {
+    let mapping = ClaimMapping::new()
+        .subject_claims(config.auth.claims.subject.iter().map(String::as_str))
+        .tenant_claims(config.auth.claims.tenant.iter().map(String::as_str))
+        .role_claims(config.auth.claims.roles.iter().map(String::as_str))
+        .scope_claims(config.auth.claims.scope.iter().map(String::as_str));
+    let audiences = if config.auth.audiences.is_empty() {
+        vec![resource.to_owned()]
+    } else {
+        config.auth.audiences.clone()
+    };
+    let (validator, keys, jwks, issuer): (_, Arc<dyn KeyResolver>, _, _) = match (
+        local,
+        &config.auth.oidc,
+    ) {
+        (Some(local), _) => {
+            let validator = JwtValidator::builder()
+                .issuer(local.issuer())
+                .audience(local.audience())
+                .algorithms([local.algorithm()])
+                .build()?;
+            let keys = Arc::new(KeySet::from_jwk_set(&local.jwks(), 8));
+            (validator, keys, None, local.issuer().to_owned())
+        }
+        (None, Some(oidc)) => {
+            let algorithms = oidc
+                .algorithms
+                .iter()
+                .map(|a| a.parse::<Algorithm>())
+                .collect::<Result<Vec<_>, _>>()?;
+            let validator = JwtValidator::builder()
+                .issuer(oidc.issuer.as_str())
+                .audiences(audiences)
+                .algorithms(algorithms)
+                .leeway(Duration::from_secs(oidc.leeway_secs))
+                .build()?;
+            let cache = Arc::new(match &oidc.jwks_url {
+                Some(url) => JwksCache::from_url(url.as_str())?,
+                None => JwksCache::discover(oidc.issuer.as_str())?,
+            });
+            // Load the keys now so that the first request does not wait for them; a failure
+            // is not fatal (the issuer may come up later) but /health/ready reports it.
+            if let Err(error) = cache.refresh().await {
+                tracing::warn!(issuer = %oidc.issuer, %error, "could not load the issuer's keys yet");
+            }
+            let keys: Arc<dyn KeyResolver> = cache.clone();
+            (validator, keys, Some(cache), oidc.issuer.clone())
+        }
+        (None, None) => anyhow::bail!("auth.oidc: configure the issuer whose tokens are accepted"),
+    };
+    let authenticator = JwtAuthenticator::builder(validator, keys)
+        .claim_mapping(mapping)
+        .revocation(Arc::new(MemoryRevocationStore::new()))
+        .build();
+    Ok((authenticator, jwks, issuer))
+}
+
+/// The policy: predefined roles, inline policy, policy file, tenant-bound arguments.
+pub fn build_policy(config: &Config) -> anyhow::Result<Policy> {
+    let rbac = &config.rbac;
+    let mut builder = PolicyBuilder::new();
+    if rbac.default_roles {
+        builder = builder.extend_toml(mcp_rbac::DEFAULT_POLICY_TOML, "default roles")?;
+    }
+    if let Some(inline) = &rbac.policy {
+        builder = builder.extend_toml(inline, "[rbac] policy")?;
+    }
+    if let Some(path) = &rbac.policy_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("rbac.policy_file: cannot read {}", path.display()))?;
+        builder = builder.extend_toml(&text, &path.display().to_string())?;
+    }
+    for bound in &rbac.tenant_bound_arguments {
+        builder = builder.binding(
+            Binding::new("tools/call")
+                .resource(bound.tool.as_str())
+                .arg(bound.argument.as_str(), "$tenant")
+                .describe(format!(
+                    "argument `{}` of `{}` is the caller's tenant",
+                    bound.argument, bound.tool
+                )),
+        );
+    }
+    Ok(builder.build()?)
+}
+
+fn build_limiter(config: &Config) -> anyhow::Result<RateLimiter<MemoryStore>> {
+    let rl = &config.rate_limit;
+    let algorithm = match rl.algorithm {
+        LimitAlgorithm::Gcra => mcp_ratelimit::Algorithm::Gcra,
+        LimitAlgorithm::SlidingWindow => mcp_ratelimit::Algorithm::SlidingWindow,
+    };
+    let mut builder = RateLimiter::builder();
+    let rules = [
+        ("global", Scope::Global, &rl.global),
+        ("tenant", Scope::Tenant, &rl.per_tenant),
+        ("user", Scope::User, &rl.per_user),
+        ("ip", Scope::ClientIp, &rl.per_ip),
+        ("tool", Scope::Tool, &rl.per_tool),
+    ];
+    for (name, scope, quota) in rules {
+        if let Some(quota) = quota {
+            builder = builder.rule(Rule::new(name, scope, quota.parse()?, algorithm)?);
+        }
+    }
+    for (tool, cost) in &rl.tool_costs {
+        let cost = NonZeroU32::new(*cost).context("rate_limit.tool_costs must be positive")?;
+        builder = builder.tool_cost(tool.as_str(), cost);
+    }
+    Ok(builder.build(MemoryStore::new())?)
+}
+
+async fn build_audit(config: &Config) -> anyhow::Result<(AuditLogger, Option<AuditStore>)> {
+    let audit = &config.audit;
+    let builder =
+        AuditLogger::builder(audit.spool_dir.clone()).queue_capacity(audit.queue_capacity);
+    let (builder, store) = match audit.sink {
+        AuditSinkKind::Tracing => (builder.sink(mcp_audit::TracingSink::new()), None),
+        AuditSinkKind::Jsonl => {
+            let dir = audit.path.clone().context("audit.path is required")?;
+            let sink = mcp_audit::JsonlSink::new(mcp_audit::JsonlSinkConfig::new(dir))?;
+            (builder.sink(sink), None)
+        }
+        AuditSinkKind::Sqlite => {
+            let path = audit.path.as_ref().context("audit.path is required")?;
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)?;
+            }
+            let store = AuditStore::connect_sqlite(path).await?;
+            store.migrate().await?;
+            (builder.sink(store.clone()), Some(store))
+        }
+        AuditSinkKind::Postgres => {
+            let url = audit.url.as_ref().context("audit.url is required")?;
+            let pool = sqlx::PgPool::connect(url)
+                .await
+                .context("audit: cannot connect to PostgreSQL")?;
+            let store = AuditStore::postgres(pool);
+            store.migrate().await?;
+            (builder.sink(store.clone()), Some(store))
+        }
+    };
+    Ok((builder.build()?, store))
+}
+
+/// One authenticated, parsed, rate-checked request on its way to authorization.
+#[derive(Clone)]
+struct Call {
+    principal: Principal,
+    request: Box<JsonRpcRequest<ClientRequest>>,
+    client_ip: IpAddr,
+    user_agent: Option<String>,
+    start: Instant,
+}
+
+/// Authorize -> forward -> audit, run inside the metrics layer.
+#[derive(Clone)]
+struct Forward {
+    core: Arc<Core>,
+}
+
+impl<B> Service<Request<B>> for Forward {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let core = Arc::clone(&self.core);
+        let call = request.extensions_mut().remove::<Call>();
+        Box::pin(async move {
+            Ok(match call {
+                Some(call) => core.dispatch(call).await,
+                None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+            })
+        })
+    }
+}
+
+/// What RBAC is asked about a request.
+struct Target<'a> {
+    action: &'a str,
+    resource: &'a str,
+    arguments: Option<&'a JsonObject>,
+    kind: Option<mcp_audit::TargetKind>,
+}
+
+impl<'a> Target<'a> {
+    fn of(request: &'a ClientRequest) -> Self {
+        let plain = |action| Self {
+            action,
+            resource: "",
+            arguments: None,
+            kind: None,
+        };
+        match request {
+            ClientRequest::CallToolRequest(r) => Self {
+                action: "tools/call",
+                resource: r.params.name.as_ref(),
+                arguments: r.params.arguments.as_ref(),
+                kind: Some(mcp_audit::TargetKind::Tool),
+            },
+            ClientRequest::GetPromptRequest(r) => Self {
+                action: "prompts/get",
+                resource: r.params.name.as_str(),
+                arguments: r.params.arguments.as_ref(),
+                kind: Some(mcp_audit::TargetKind::Prompt),
+            },
+            ClientRequest::ReadResourceRequest(r) => Self {
+                action: "resources/read",
+                resource: r.params.uri.as_str(),
+                arguments: None,
+                kind: Some(mcp_audit::TargetKind::Resource),
+            },
+            ClientRequest::SubscribeRequest(r) => Self {
+                resource: r.params.uri.as_str(),
+                kind: Some(mcp_audit::TargetKind::Resource),
+                ..plain("resources/subscribe")
+            },
+            ClientRequest::UnsubscribeRequest(r) => Self {
+                resource: r.params.uri.as_str(),
+                kind: Some(mcp_audit::TargetKind::Resource),
+                ..plain("resources/unsubscribe")
+            },
+            other => plain(other.method()),
+        }
+    }
+}
+
+impl Core {
+    fn audit(&self, event: AuditEvent) {
+        // Never waits: a full queue spills to disk; only a closed logger refuses.
+        if let Err(error) = self.audit.try_record(event) {
+            tracing::warn!(%error, "audit event not recorded");
+        }
+    }
+
+    fn event(&self, category: Category, call: &Call) -> AuditEvent {
+        let p = &call.principal;
+        let mut event = AuditEvent::new(category)
+            .subject(p.subject())
+            .auth_method(AUTH_METHOD)
+            .method(call.request.request.method())
+            .request_id(call.request.id.to_string())
+            .client_ip(call.client_ip);
+        if let Some(tenant) = p.tenant() {
+            event = event.tenant(tenant);
+        }
+        if let Some(ua) = &call.user_agent {
+            event = event.user_agent(ua.as_str());
+        }
+        event
+    }
+
+    async fn dispatch(&self, call: Call) -> Response {
+        let id = call.request.id.clone();
+        match &call.request.request {
+            ClientRequest::InitializeRequest(init) => {
+                let requested = init.params.protocol_version.clone();
+                let response = match self.upstream.info().await {
+                    Ok(info) => {
+                        let version = negotiate(&requested);
+                        let mut result = InitializeResult::new(info.capabilities.clone())
+                            .with_protocol_version(version);
+                        if let Some(server) = &info.server_info {
+                            result = result.with_server_info(server.clone());
+                        }
+                        if let Some(text) = &info.instructions {
+                            result = result.with_instructions(text.clone());
+                        }
+                        json_rpc_result(id, ServerResult::InitializeResult(result))
+                    }
+                    Err(error) => upstream_failure(id, &error),
+                };
+                self.audit(
+                    self.event(Category::Authentication, &call)
+                        .decision(
+                            mcp_audit::Decision::Allow,
+                            "authenticated; session initialized",
+                        )
+                        .outcome(
+                            outcome_of(response.status()),
+                            Some(i64::from(response.status().as_u16())),
+                            Some(call.start.elapsed()),
+                        ),
+                );
+                return response;
+            }
+            ClientRequest::PingRequest(_) => {
+                return json_rpc_result(id, ServerResult::empty(()));
+            }
+            _ => {}
+        }
+
+        let policy = self.policy.load();
+        let target = Target::of(&call.request.request);
+        let principal = &call.principal;
+        let mut rbac = mcp_rbac::Request::new(target.action, target.resource);
+        if let Some(arguments) = target.arguments {
+            rbac = rbac.arguments(arguments);
+        }
+        let missing_required = self
+            .required_scope
+            .as_deref()
+            .filter(|scope| !principal.has_scope(scope));
+        let decision = policy.decide(principal, &rbac);
+        let mut event = self.event(
+            if target.kind == Some(mcp_audit::TargetKind::Tool) {
+                Category::ToolCall
+            } else {
+                Category::Authorization
+            },
+            &call,
+        );
+        if let Some(kind) = target.kind {
+            event = event.target(kind, target.resource);
+        }
+        if let Some(scope) = missing_required {
+            let reason = format!("required scope `{scope}` is missing");
+            return self.forbid(event, &reason, scope, &call);
+        }
+        if !decision.is_allowed() {
+            let scope = decision
+                .missing_scope()
+                .or(self.required_scope.as_deref())
+                .unwrap_or("");
+            let category_violation = matches!(
+                decision.reason(),
+                Reason::CrossTenant { .. } | Reason::ArgumentViolation { .. }
+            );
+            let mut event = event;
+            if category_violation {
+                event.category = Category::SecurityViolation;
+                event.severity = Severity::Warning;
+            }
+            return self.forbid(event, &decision.to_string(), scope, &call);
+        }
+        let event = event.decision(mcp_audit::Decision::Allow, decision.to_string());
+
+        let Call {
+            principal,
+            request,
+            start,
+            ..
+        } = call;
+        let JsonRpcRequest { id, request, .. } = *request;
+        let list = match &request {
+            ClientRequest::ListToolsRequest(_) => Some(ListKind::Tools),
+            ClientRequest::ListResourcesRequest(_) => Some(ListKind::Resources),
+            ClientRequest::ListPromptsRequest(_) => Some(ListKind::Prompts),
+            _ => None,
+        };
+        let (response, status, code) = match self.upstream.call(request).await {
+            Ok(result) => {
+                let result = match list {
+                    Some(_) => filter_list(&policy, &principal, result),
+                    None => result,
+                };
+                let failed =
+                    matches!(&result, ServerResult::CallToolResult(r) if r.is_error == Some(true));
+                let status = if failed {
+                    OutcomeStatus::Failure
+                } else {
+                    OutcomeStatus::Success
+                };
+                (json_rpc_result(id, result), status, None)
+            }
+            Err(UpstreamError::Rpc(error)) => {
+                let code = i64::from(error.code.0);
+                (
+                    json_rpc_error(StatusCode::OK, Some(id), error),
+                    OutcomeStatus::Failure,
+                    Some(code),
+                )
+            }
+            Err(error) => (upstream_failure(id, &error), OutcomeStatus::Error, None),
+        };
+        let code = code.or(Some(i64::from(response.status().as_u16())));
+        self.audit(event.outcome(status, code, Some(start.elapsed())));
+        response
+    }
+
+    fn forbid(&self, event: AuditEvent, reason: &str, scope: &str, call: &Call) -> Response {
+        self.metrics.record_auth(
+            call.principal.tenant(),
+            AUTH_METHOD,
+            AuthOutcome::InsufficientScope,
+        );
+        self.audit(event.decision(mcp_audit::Decision::Deny, reason).outcome(
+            OutcomeStatus::Failure,
+            Some(403),
+            Some(call.start.elapsed()),
+        ));
+        let error = AuthError::InsufficientScope {
+            scope: scope.to_owned(),
+        };
+        auth_response(AuthRejection::new(error, self.challenge.clone()))
+    }
+
+    /// Answers a failed authentication: lockout, metrics, audit, 401 with the challenge.
+    async fn auth_failed(
+        &self,
+        error: AuthError,
+        ip: IpAddr,
+        user_agent: Option<&str>,
+        start: Instant,
+    ) -> Response {
+        if error.is_credential_failure()
+            && let Err(store) = self.lockout.record_failure(ip, LOCKOUT_SUBJECT).await
+        {
+            tracing::warn!(error = %store, "lockout store failed");
+        }
+        let outcome = match &error {
+            AuthError::Missing => AuthOutcome::MissingCredentials,
+            AuthError::InvalidToken(TokenRejection::Expired) => AuthOutcome::Expired,
+            AuthError::Revoked => AuthOutcome::Revoked,
+            AuthError::Unavailable { .. } => AuthOutcome::Error,
+            _ => AuthOutcome::InvalidCredentials,
+        };
+        self.metrics.record_auth(None, AUTH_METHOD, outcome);
+        let mut event = AuditEvent::new(Category::Authentication)
+            .client_ip(ip)
+            .auth_method(AUTH_METHOD)
+            .decision(mcp_audit::Decision::Deny, error.to_string())
+            .outcome(
+                OutcomeStatus::Failure,
+                Some(i64::from(error.status().as_u16())),
+                Some(start.elapsed()),
+            );
+        if error.is_credential_failure() {
+            event.severity = Severity::Warning;
+        }
+        if let Some(ua) = user_agent {
+            event = event.user_agent(ua);
+        }
+        self.audit(event);
+        let response = auth_response(AuthRejection::new(error, self.challenge.clone()));
+        self.observe(None, None, None, response.status(), start);
+        response
+    }
+
+    fn observe(
+        &self,
+        method: Option<&str>,
+        tool: Option<&str>,
+        tenant: Option<&str>,
+        status: StatusCode,
+        start: Instant,
+    ) {
+        self.metrics.observe(&RequestRecord {
+            method,
+            tool,
+            tenant,
+            status: status.as_u16(),
+            duration: start.elapsed(),
+        });
+    }
+}
+
+/// The protocol version answered to `initialize`: the client's when this SDK knows it and it
+/// still has the handshake, else the newest one that does.
+fn negotiate(requested: &ProtocolVersion) -> ProtocolVersion {
+    if requested.has_initialize() && ProtocolVersion::KNOWN_VERSIONS.contains(requested) {
+        requested.clone()
+    } else {
+        ProtocolVersion::LATEST_WITH_INITIALIZE
+    }
+}
+
+fn filter_list(policy: &Policy, principal: &Principal, result: ServerResult) -> ServerResult {
+    match result {
+        ServerResult::ListToolsResult(mut r) => {
+            r.tools = policy.filter(principal, ListKind::Tools, None, r.tools, |t| {
+                t.name.as_ref()
+            });
+            ServerResult::ListToolsResult(r)
+        }
+        ServerResult::ListResourcesResult(mut r) => {
+            r.resources = policy.filter(principal, ListKind::Resources, None, r.resources, |x| {
+                x.uri.as_str()
+            });
+            ServerResult::ListResourcesResult(r)
+        }
+        ServerResult::ListPromptsResult(mut r) => {
+            r.prompts = policy.filter(principal, ListKind::Prompts, None, r.prompts, |p| {
+                p.name.as_str()
+            });
+            ServerResult::ListPromptsResult(r)
+        }
+        other => other,
+    }
+}
+
+fn outcome_of(status: StatusCode) -> OutcomeStatus {
+    if status.is_success() {
+        OutcomeStatus::Success
+    } else if status.is_server_error() {
+        OutcomeStatus::Error
+    } else {
+        OutcomeStatus::Failure
+    }
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn json_rpc_result(id: RequestId, result: ServerResult) -> Response {
+    let message = ServerJsonRpcMessage::response(result, id);
+    match serde_json::to_vec(&message) {
+        Ok(body) => json_response(StatusCode::OK, body),
+        Err(error) => {
+            tracing::error!(%error, "cannot serialize an upstream result");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+fn json_rpc_error(status: StatusCode, id: Option<RequestId>, error: ErrorData) -> Response {
+    let message = ServerJsonRpcMessage::Error(rmcp::model::JsonRpcError::new(id, error));
+    match serde_json::to_vec(&message) {
+        Ok(body) => json_response(status, body),
+        Err(_) => status.into_response(),
+    }
+}
+
+fn upstream_failure(id: RequestId, error: &UpstreamError) -> Response {
+    tracing::warn!(%error, "upstream call failed");
+    let (status, message) = match error {
+        UpstreamError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "upstream timed out"),
+        _ => (StatusCode::BAD_GATEWAY, "upstream unavailable"),
+    };
+    json_rpc_error(
+        status,
+        Some(id),
+        ErrorData::new(ErrorCode::INTERNAL_ERROR, message, None),
+    )
+}
+
+fn auth_response(rejection: AuthRejection) -> Response {
+    rejection.into_http_response().map(Body::from)
+}
+
+fn too_many_requests(
+    retry_after: Duration,
+    id: Option<RequestId>,
+    extra: Option<(String, String)>,
+) -> Response {
+    let error = ErrorData::new(ErrorCode(JSONRPC_RATE_LIMITED), "rate limit exceeded", None);
+    let mut response = json_rpc_error(StatusCode::TOO_MANY_REQUESTS, id, error);
+    let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+    let headers = response.headers_mut();
+    headers.insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    if let Some((policy, state)) = extra {
+        if let Ok(v) = HeaderValue::from_str(&policy) {
+            headers.insert("ratelimit-policy", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&state) {
+            headers.insert("ratelimit", v);
+        }
+    }
+    response
+}
+
+fn limit_scope(rule: &str) -> RateLimitScope {
+    match rule {
+        "tenant" => RateLimitScope::Tenant,
+        "user" => RateLimitScope::User,
+        "ip" => RateLimitScope::Ip,
+        "tool" => RateLimitScope::Tool,
+        _ => RateLimitScope::Global,
+    }
+}
+
+/// `POST /mcp`: the request path up to the metrics layer.
+async fn mcp_post(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request<Body>,
+) -> Response {
+    let start = Instant::now();
+    let core = &app.core;
+    let (parts, body) = request.into_parts();
+    let ip = core.ip_resolver.resolve(peer.ip(), &parts.headers);
+    let user_agent = parts
+        .headers
+        .get(USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+
+    // A locked-out client is refused before its credentials are even looked at.
+    if let Ok(LockoutStatus::Locked { retry_after }) = core.lockout.check(ip, LOCKOUT_SUBJECT).await
+    {
+        core.metrics
+            .record_auth_rate_limited(AuthLimitReason::Lockout);
+        let mut event = AuditEvent::new(Category::RateLimit)
+            .client_ip(ip)
+            .decision(mcp_audit::Decision::Deny, "authentication lockout")
+            .outcome(OutcomeStatus::Failure, Some(429), Some(start.elapsed()));
+        event.severity = Severity::Warning;
+        core.audit(event);
+        let response = too_many_requests(retry_after, None, None);
+        core.observe(None, None, None, response.status(), start);
+        return response;
+    }
+
+    let principal = match core.chain.authenticate_parts(&parts, &core.extractor).await {
+        Ok(principal) => principal,
+        Err(error) => {
+            return core
+                .auth_failed(error, ip, user_agent.as_deref(), start)
+                .await;
+        }
+    };
+
+    let bytes = match axum::body::to_bytes(body, core.max_body).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            let response = json_rpc_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                None,
+                ErrorData::invalid_request("request body too large", None),
+            );
+            core.observe(None, None, principal.tenant(), response.status(), start);
+            return response;
+        }
+    };
+    // The one parse of the request.
+    let parsed = serde_json::from_slice::<ClientJsonRpcMessage>(&bytes);
+    let parsed_request = match &parsed {
+        Ok(ClientJsonRpcMessage::Request(r)) => Some(r),
+        _ => None,
+    };
+    let keys = RequestKeys {
+        tenant: principal.tenant().map(str::to_owned),
+        user: Some(principal.subject().to_owned()),
+        client_ip: Some(ip),
+        tool: parsed_request.and_then(|r| match &r.request {
+            ClientRequest::CallToolRequest(c) => Some(c.params.name.to_string()),
+            _ => None,
+        }),
+        ..RequestKeys::default()
+    };
+    let decision = core.limiter.check(&keys).await;
+    let tool = keys.tool.as_deref();
+    if !decision.is_allowed() {
+        let method = parsed_request.map(|r| r.request.method());
+        let rule = decision.policy().map_or("global", |p| &*p.name);
+        core.metrics
+            .record_rate_limit_hit(principal.tenant(), limit_scope(rule));
+        let mut event = AuditEvent::new(Category::RateLimit)
+            .subject(principal.subject())
+            .client_ip(ip)
+            .decision(mcp_audit::Decision::Deny, format!("rate limit `{rule}`"))
+            .outcome(OutcomeStatus::Failure, Some(429), Some(start.elapsed()));
+        if let Some(tenant) = principal.tenant() {
+            event = event.tenant(tenant);
+        }
+        if let Some(method) = method {
+            event = event.method(method);
+        }
+        if let Some(tool) = tool {
+            event = event.tool(tool);
+        }
+        core.audit(event);
+        let id = parsed_request.map(|r| r.id.clone());
+        let headers = decision
+            .policy()
+            .map(|p| mcp_ratelimit::http::ratelimit_header_values(p, &decision));
+        let response = too_many_requests(
+            decision.retry_after().unwrap_or(Duration::from_secs(1)),
+            id,
+            headers,
+        );
+        core.observe(method, tool, principal.tenant(), response.status(), start);
+        return response;
+    }
+
+    let request = match parsed {
+        Ok(ClientJsonRpcMessage::Request(request)) => request,
+        Ok(
+            ClientJsonRpcMessage::Notification(_)
+            | ClientJsonRpcMessage::Response(_)
+            | ClientJsonRpcMessage::Error(_),
+        ) => {
+            // Stateless mode: nothing upstream waits for notifications or replies.
+            return StatusCode::ACCEPTED.into_response();
+        }
+        Err(error) => {
+            let mut event = AuditEvent::new(Category::SecurityViolation)
+                .subject(principal.subject())
+                .client_ip(ip)
+                .decision(mcp_audit::Decision::Deny, "malformed JSON-RPC request")
+                .outcome(OutcomeStatus::Failure, Some(400), Some(start.elapsed()));
+            event.severity = Severity::Notice;
+            if let Some(tenant) = principal.tenant() {
+                event = event.tenant(tenant);
+            }
+            core.audit(event);
+            tracing::debug!(%error, "malformed JSON-RPC request");
+            let response = json_rpc_error(
+                StatusCode::BAD_REQUEST,
+                None,
+                ErrorData::parse_error("malformed JSON-RPC request", None),
+            );
+            core.observe(None, None, principal.tenant(), response.status(), start);
+            return response;
+        }
+    };
+
+    let mut info = McpRequestInfo::new(request.request.method()).with_subject(principal.subject());
+    if let Some(tool) = tool {
+        info = info.with_tool(tool);
+    }
+    if let Some(tenant) = principal.tenant() {
+        info = info.with_tenant(tenant);
+    }
+    let mut inner = Request::new(Body::empty());
+    *inner.uri_mut() = parts.uri;
+    *inner.method_mut() = parts.method;
+    *inner.headers_mut() = parts.headers;
+    let extensions = inner.extensions_mut();
+    extensions.insert(info);
+    extensions.insert(Call {
+        principal,
+        request: Box::new(request),
+        client_ip: ip,
+        user_agent,
+        start,
+    });
+    match app.forward.oneshot(inner).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
+
+async fn method_not_allowed() -> Response {
+    // Stateless mode: no server-initiated stream (GET) and no session to end (DELETE).
+    let mut response = StatusCode::METHOD_NOT_ALLOWED.into_response();
+    response
+        .headers_mut()
+        .insert(http::header::ALLOW, HeaderValue::from_static("POST"));
+    response
+}
+
+async fn health() -> Response {
+    json_response(StatusCode::OK, br#"{"status":"ok"}"#.to_vec())
+}
+
+async fn ready(State(app): State<App>) -> Response {
+    let core = &app.core;
+    let keys = core.jwks.as_ref().is_none_or(|jwks| jwks.keys().is_some());
+    let upstream = tokio::time::timeout(Duration::from_secs(5), core.upstream.is_ready())
+        .await
+        .unwrap_or(false);
+    let stats = core.audit.stats();
+    let audit = stats.spool_pending == 0 && stats.lost == 0;
+    let all = keys && upstream && audit;
+    let body = serde_json::json!({
+        "status": if all { "ready" } else { "not_ready" },
+        "checks": {
+            "identity_provider_keys": keys,
+            "upstream": { "name": core.upstream.name(), "reachable": upstream },
+            "audit_sink_writable": audit,
+        }
+    });
+    let status = if all {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json_response(status, body.to_string().into_bytes())
+}
+
+async fn metrics_endpoint(State(app): State<App>, headers: http::HeaderMap) -> Response {
+    let core = &app.core;
+    let stats = core.audit.stats();
+    core.metrics
+        .set_audit_queue_depth(u64::try_from(stats.queue_depth).unwrap_or(u64::MAX));
+    mcp_metrics::metrics_response_for(&core.metrics, headers.get(http::header::ACCEPT))
+        .map(Body::new)
+}
