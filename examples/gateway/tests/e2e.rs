@@ -1,0 +1,477 @@
+//! End-to-end tests: the real gateway (OIDC discovery against the testkit issuer, SQLite
+//! audit) in front of the real rmcp demo upstream, all on 127.0.0.1, driven over HTTP with
+//! plain JSON-RPC and with an rmcp client.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a failed set-up must stop the test loudly"
+)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use mcp_audit::{AuditFilter, AuditStore, Category, Decision, Scope};
+use mcp_auth_testkit::TestIssuer;
+use mcp_gateway::demo::DemoUpstream;
+use mcp_gateway::{BuildOptions, Config, Gateway, ShutdownReport};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
+
+struct Harness {
+    base: String,
+    http: reqwest::Client,
+    issuer: TestIssuer,
+    upstream: DemoUpstream,
+    data_dir: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<ShutdownReport>>,
+}
+
+impl Harness {
+    /// A gateway trusting a fresh testkit issuer, in front of a fresh demo upstream, with
+    /// `rate_limit` as the body of its `[rate_limit]` section and a lockout after
+    /// `lockout_failures` failed authentications.
+    async fn start(rate_limit: &str, lockout_failures: u32) -> Self {
+        let issuer = TestIssuer::start().await;
+        let upstream = DemoUpstream::start().await.unwrap();
+        let data_dir = std::env::temp_dir().join(format!(
+            "mcp-gateway-e2e-{}-{}",
+            std::process::id(),
+            NEXT_DIR.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&data_dir);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let text = format!(
+            r#"
+            [server]
+            public_url = "{base}"
+            shutdown_timeout_secs = 10
+
+            [auth]
+            audiences = ["{aud}"]
+            required_scope = "mcp:tools"
+
+            [auth.oidc]
+            issuer = "{iss}"
+
+            [auth.lockout]
+            max_failures = {lockout_failures}
+
+            [rbac]
+            tenant_bound_arguments = [{{ tool = "tenant_data", argument = "tenant" }}]
+
+            [rate_limit]
+            {rate_limit}
+
+            [[upstreams]]
+            name = "demo"
+            url = "{up}"
+
+            [audit]
+            sink = "sqlite"
+            path = {db}
+            spool_dir = {spool}
+            "#,
+            aud = TestIssuer::AUDIENCE,
+            iss = issuer.issuer_url(),
+            up = upstream.url(),
+            db = toml::Value::String(data_dir.join("audit.db").display().to_string()),
+            spool = toml::Value::String(data_dir.join("spool").display().to_string()),
+        );
+        let config = Config::from_toml_with_env(&text, "e2e", []).unwrap();
+        let gateway = Gateway::build(&config, BuildOptions::default())
+            .await
+            .unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            gateway
+                .serve(listener, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap()
+        });
+        Self {
+            base,
+            http: reqwest::Client::new(),
+            issuer,
+            upstream,
+            data_dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    fn token(&self, subject: &str, tenant: &str, role: &str) -> String {
+        self.issuer.mint(json!({
+            "sub": subject,
+            "tid": tenant,
+            "roles": [role],
+            "scope": "mcp:tools",
+        }))
+    }
+
+    fn alice(&self) -> String {
+        self.token("alice", "acme", "user")
+    }
+
+    async fn post(&self, token: Option<&str>, body: &str) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(format!("{}/mcp", self.base))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body.to_owned());
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap()
+    }
+
+    async fn rpc(&self, token: &str, method: &str, params: Value) -> (u16, Value) {
+        let body = json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params});
+        let response = self.post(Some(token), &body.to_string()).await;
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn call_tool(&self, token: &str, name: &str, arguments: Value) -> (u16, Value) {
+        self.rpc(
+            token,
+            "tools/call",
+            json!({"name": name, "arguments": arguments}),
+        )
+        .await
+    }
+
+    fn tool_calls(&self) -> u64 {
+        self.upstream.counters().tool_calls.load(Ordering::Relaxed)
+    }
+
+    /// Stops the gateway and waits for its shutdown report.
+    async fn shutdown(&mut self) -> ShutdownReport {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.take().unwrap().await.unwrap()
+    }
+
+    async fn audit_store(&self) -> AuditStore {
+        AuditStore::connect_sqlite(self.data_dir.join("audit.db"))
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+const GENEROUS: &str = r#"per_user = "1000/min burst 1000""#;
+
+fn text_of(result: &Value) -> &str {
+    result["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_call_reaches_the_upstream_without_the_client_token() {
+    let h = Harness::start(GENEROUS, 20).await;
+    let (status, body) = h
+        .call_tool(&h.alice(), "echo", json!({"text": "hello"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["id"], 7);
+    assert_eq!(text_of(&body), "hello");
+    let (status, body) = h
+        .call_tool(&h.alice(), "add", json!({"a": 2, "b": 40}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(text_of(&body), "42");
+    assert_eq!(h.tool_calls(), 2);
+    let counters = h.upstream.counters();
+    assert!(counters.requests.load(Ordering::Relaxed) >= 2);
+    assert_eq!(counters.authorization_headers.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_and_bad_tokens_get_401_with_the_challenge() {
+    let h = Harness::start(GENEROUS, 20).await;
+    let metadata = format!("{}/.well-known/oauth-protected-resource/mcp", h.base);
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+
+    let response = h.post(None, body).await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        format!("Bearer resource_metadata=\"{metadata}\", scope=\"mcp:tools\"").as_str()
+    );
+
+    for bad in [
+        "not.a.token".to_owned(),
+        mcp_auth_testkit::tokens::tamper_payload(&h.alice(), json!({"tid": "globex"})),
+        h.issuer
+            .mint(json!({"aud": "another-resource", "scope": "mcp:tools"})),
+    ] {
+        let response = h.post(Some(&bad), body).await;
+        assert_eq!(response.status(), 401);
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            format!(
+                "Bearer resource_metadata=\"{metadata}\", scope=\"mcp:tools\", error=\"invalid_token\""
+            )
+            .as_str()
+        );
+        assert_eq!(
+            response.text().await.unwrap(),
+            r#"{"error":"invalid_token"}"#
+        );
+    }
+    assert_eq!(h.upstream.counters().requests.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_role_is_403_insufficient_scope_and_never_reaches_the_upstream() {
+    let h = Harness::start(GENEROUS, 20).await;
+    let (status, _) = h.call_tool(&h.alice(), "admin.stats", json!({})).await;
+    assert_eq!(status, 403);
+    let response = h
+        .post(
+            Some(&h.alice()),
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"admin.stats","arguments":{}}}"#,
+        )
+        .await;
+    let challenge = response.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.contains(r#"error="insufficient_scope""#),
+        "{challenge}"
+    );
+    assert!(challenge.contains(r#"scope="mcp:tools""#), "{challenge}");
+    assert_eq!(h.tool_calls(), 0);
+
+    // A token without the required scope is refused the same way, for any tool.
+    let unscoped = h
+        .issuer
+        .mint(json!({"sub": "carol", "tid": "acme", "roles": ["user"]}));
+    let (status, _) = h.call_tool(&unscoped, "echo", json!({"text": "x"})).await;
+    assert_eq!(status, 403);
+    assert_eq!(h.tool_calls(), 0);
+
+    // The admin may call it.
+    let admin = h.token("root", "acme", "admin");
+    let (status, body) = h.call_tool(&admin, "admin.stats", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(h.tool_calls(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cross_tenant_argument_is_refused() {
+    let h = Harness::start(GENEROUS, 20).await;
+    let (status, body) = h
+        .call_tool(&h.alice(), "tenant_data", json!({"tenant": "acme"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(text_of(&body).contains("acme-invoice-1"));
+    for arguments in [json!({"tenant": "globex"}), json!({})] {
+        let (status, _) = h.call_tool(&h.alice(), "tenant_data", arguments).await;
+        assert_eq!(status, 403);
+    }
+    assert_eq!(h.tool_calls(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_list_is_filtered_by_role() {
+    let h = Harness::start(GENEROUS, 20).await;
+    let names = |body: &Value| -> Vec<String> {
+        body["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (status, body) = h.rpc(&h.alice(), "tools/list", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(names(&body), ["add", "echo", "tenant_data"]);
+    let admin = h.token("root", "acme", "admin");
+    let (_, body) = h.rpc(&admin, "tools/list", json!({})).await;
+    assert_eq!(names(&body), ["add", "admin.stats", "echo", "tenant_data"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_user_limit_answers_429_with_retry_after() {
+    let h = Harness::start(r#"per_user = "2/min""#, 20).await;
+    let alice = h.alice();
+    for _ in 0..2 {
+        let (status, _) = h.call_tool(&alice, "echo", json!({"text": "x"})).await;
+        assert_eq!(status, 200);
+    }
+    let response = h
+        .post(
+            Some(&alice),
+            r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}"#,
+        )
+        .await;
+    assert_eq!(response.status(), 429);
+    let retry: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert!(response.headers().contains_key("ratelimit-policy"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["id"], 9);
+    assert_eq!(body["error"]["code"], -32029);
+    assert_eq!(h.tool_calls(), 2);
+
+    // Another user has a budget of their own.
+    let (status, _) = h
+        .call_tool(
+            &h.token("bob", "globex", "user"),
+            "echo",
+            json!({"text": "x"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_json_rpc_is_400() {
+    let h = Harness::start(GENEROUS, 20).await;
+    for body in [r#"{"jsonrpc":"2.0","#, "[]", r#"{"id":1}"#, "null"] {
+        let response = h.post(Some(&h.alice()), body).await;
+        assert_eq!(response.status(), 400, "{body}");
+        let json: Value = response.json().await.unwrap();
+        assert_eq!(json["error"]["code"], -32700, "{body}");
+    }
+    assert_eq!(h.upstream.counters().requests.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_bad_tokens_lock_the_client_out() {
+    let h = Harness::start(GENEROUS, 3).await;
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    for _ in 0..3 {
+        assert_eq!(h.post(Some("bad.token.here"), body).await.status(), 401);
+    }
+    // Locked out: even a valid token is refused until the lockout ends.
+    let response = h.post(Some(&h.alice()), body).await;
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_health_and_metrics_are_served() {
+    let h = Harness::start(GENEROUS, 20).await;
+    for path in [
+        "/.well-known/oauth-protected-resource",
+        "/.well-known/oauth-protected-resource/mcp",
+    ] {
+        let doc: Value = h
+            .http
+            .get(format!("{}{path}", h.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(doc["resource"], format!("{}/mcp", h.base));
+        assert_eq!(doc["authorization_servers"], json!([h.issuer.issuer_url()]));
+    }
+    let get = |path: &'static str| h.http.get(format!("{}{path}", h.base)).send();
+    assert_eq!(get("/health").await.unwrap().status(), 200);
+    let ready = get("/health/ready").await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["checks"]["upstream"]["reachable"], true);
+    assert_eq!(ready["checks"]["identity_provider_keys"], true);
+
+    let (status, _) = h.call_tool(&h.alice(), "echo", json!({"text": "m"})).await;
+    assert_eq!(status, 200);
+    let _ = h.post(None, "{}").await;
+    let text = get("/metrics").await.unwrap().text().await.unwrap();
+    assert!(
+        text.contains(r#"mcp_requests_total{method="tools/call",tool="echo",status="200"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"status="401"} 1"#), "{text}");
+    assert!(text.contains("mcp_auth_events_total"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rmcp_client_works_through_the_gateway() {
+    use rmcp::ServiceExt;
+    use rmcp::model::CallToolRequestParams;
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+
+    let h = Harness::start(GENEROUS, 20).await;
+    let config = StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp", h.base))
+        .auth_header(h.alice());
+    let transport = StreamableHttpClientTransport::with_client(reqwest::Client::new(), config);
+    let client = ().serve(transport).await.unwrap();
+    let tools = client.list_all_tools().await.unwrap();
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    assert_eq!(names, ["add", "echo", "tenant_data"]);
+    let mut params = CallToolRequestParams::new("echo");
+    params.arguments = json!({"text": "via rmcp"}).as_object().cloned();
+    let result = client.call_tool(params).await.unwrap();
+    let text = serde_json::to_value(&result).unwrap();
+    assert_eq!(text["content"][0]["text"], "via rmcp");
+    let denied = client
+        .call_tool(CallToolRequestParams::new("admin.stats"))
+        .await;
+    assert!(denied.is_err());
+    assert_eq!(h.tool_calls(), 1);
+    let _ = client.cancel().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_flushes_one_audit_event_per_decision() {
+    let mut h = Harness::start(GENEROUS, 20).await;
+    let (status, _) = h.call_tool(&h.alice(), "echo", json!({"text": "a"})).await;
+    assert_eq!(status, 200);
+    let (status, _) = h
+        .call_tool(&h.alice(), "tenant_data", json!({"tenant": "globex"}))
+        .await;
+    assert_eq!(status, 403);
+    assert_eq!(h.post(None, "{}").await.status(), 401);
+
+    let report = h.shutdown().await;
+    assert!(report.drained);
+    assert_eq!(report.audit_spool_pending, 0);
+    // Three decisions and the shutdown record, all written before `serve` returned.
+    assert_eq!(report.audit_events_written, 4);
+
+    let store = h.audit_store().await;
+    let all = store.count(&Scope::All, &AuditFilter::new()).await.unwrap();
+    assert_eq!(all, 4);
+    let tool_calls = AuditFilter::new()
+        .category(Category::ToolCall)
+        .decision(Decision::Allow)
+        .subject("alice")
+        .tool("echo");
+    assert_eq!(store.count(&Scope::All, &tool_calls).await.unwrap(), 1);
+    let violations = AuditFilter::new()
+        .category(Category::SecurityViolation)
+        .decision(Decision::Deny)
+        .tenant("acme");
+    assert_eq!(store.count(&Scope::All, &violations).await.unwrap(), 1);
+    let auth = AuditFilter::new()
+        .category(Category::Authentication)
+        .decision(Decision::Deny);
+    assert_eq!(store.count(&Scope::All, &auth).await.unwrap(), 1);
+}
