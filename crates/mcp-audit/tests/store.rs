@@ -156,6 +156,30 @@ async fn round_trip_of_every_field(store: &AuditStore) {
     );
 }
 
+/// A replayed batch that overlaps stored events inserts only the new ones, in one call, and
+/// the store keeps every field of both.
+async fn overlapping_replay_inserts_only_new_events(store: &AuditStore) {
+    let events = chained("replay", (0..6).map(full_event).collect());
+    assert_eq!(store.insert(&events[..2]).await.unwrap(), 2);
+    assert_eq!(store.insert(&events[1..4]).await.unwrap(), 2);
+    assert_eq!(store.insert(&events).await.unwrap(), 2);
+    assert_eq!(
+        store.count(&Scope::All, &AuditFilter::new()).await.unwrap(),
+        6
+    );
+    let page = store
+        .query(
+            &Scope::All,
+            &AuditFilter::new(),
+            &PageRequest::first(10).order(Order::OldestFirst),
+        )
+        .await
+        .unwrap();
+    let mut want = events.clone();
+    want.sort_by_key(|e| (e.time, e.id));
+    assert_eq!(page.events, want);
+}
+
 /// 40 events over 4 tenants, 2 subjects, 2 categories, 2 decisions, 2 tools, one per second.
 fn dataset() -> Vec<AuditEvent> {
     let base: Timestamp = "2026-05-01T00:00:00Z".parse().unwrap();
@@ -522,6 +546,10 @@ macro_rules! sqlite_test {
 sqlite_test!(sqlite_round_trip_of_every_field, |store, _dir| {
     round_trip_of_every_field(&store).await
 });
+sqlite_test!(
+    sqlite_overlapping_replay_inserts_only_new_events,
+    |store, _dir| { overlapping_replay_inserts_only_new_events(&store).await }
+);
 sqlite_test!(sqlite_queries_and_scoping, |store, _dir| {
     queries_and_scoping(&store).await
 });
@@ -557,6 +585,14 @@ async fn sqlite_chain_tampering_is_detected() {
 async fn pg_round_trip_of_every_field() {
     with_pg("rt", |ctx| async move {
         round_trip_of_every_field(&ctx.store).await
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn pg_overlapping_replay_inserts_only_new_events() {
+    with_pg("replay", |ctx| async move {
+        overlapping_replay_inserts_only_new_events(&ctx.store).await
     })
     .await;
 }

@@ -2,6 +2,8 @@
 
 mod columns;
 mod export;
+#[cfg(feature = "postgres")]
+mod pg_copy;
 mod query;
 
 use std::time::Duration;
@@ -32,7 +34,7 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(90 * 24 * 60 * 60);
 #[cfg(feature = "sqlite")]
 const SQLITE_ROWS_PER_INSERT: usize = 500;
 
-/// Rows per `INSERT ... SELECT FROM UNNEST(...)` on PostgreSQL.
+/// Rows per `COPY` (or `INSERT ... SELECT FROM UNNEST(...)`) on PostgreSQL.
 #[cfg(feature = "postgres")]
 const PG_ROWS_PER_INSERT: usize = 5_000;
 
@@ -468,10 +470,33 @@ fn sqlite_insert_sql(rows: usize) -> String {
     sql
 }
 
+/// One binary `COPY` per chunk, the fastest way into PostgreSQL. `COPY` has no
+/// `ON CONFLICT`: when a row is already there (a batch replayed after a write whose success
+/// was not seen), the whole `COPY` fails with a unique violation and inserts nothing, and the
+/// chunk goes through the idempotent [`pg_insert_unnest`] instead.
+#[cfg(feature = "postgres")]
+async fn pg_insert(pool: &sqlx::PgPool, events: &[AuditEvent]) -> Result<u64, sqlx::Error> {
+    use sqlx::postgres::PgPoolCopyExt;
+    let data = pg_copy::encode(events)?;
+    let statement = format!(
+        "COPY audit_events ({}) FROM STDIN (FORMAT binary)",
+        columns::COLUMNS.join(", ")
+    );
+    let mut copy = pool.copy_in_raw(&statement).await?;
+    copy.send(data).await?;
+    match copy.finish().await {
+        Ok(n) => Ok(n),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            pg_insert_unnest(pool, events).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// One `INSERT ... SELECT FROM UNNEST(arrays)` per chunk: a single prepared statement
 /// whatever the batch size, and one array per column.
 #[cfg(feature = "postgres")]
-async fn pg_insert(pool: &sqlx::PgPool, events: &[AuditEvent]) -> Result<u64, sqlx::Error> {
+async fn pg_insert_unnest(pool: &sqlx::PgPool, events: &[AuditEvent]) -> Result<u64, sqlx::Error> {
     const SQL: &str = "INSERT INTO audit_events (id, ts_us, schema_version, category, severity, subject, tenant, \
         auth_method, api_key_id, method, target_kind, target, arguments, decision, reason, outcome_status, \
         outcome_code, latency_us, request_id, trace_id, session_id, client_ip, user_agent, chain_stream, \
