@@ -646,6 +646,19 @@ mod tests {
     }
 
     #[test]
+    fn the_annotated_example_is_valid_and_builds_its_policy() {
+        let text = include_str!("../gateway.example.toml");
+        let config = Config::from_toml_with_env(text, "gateway.example.toml", []).unwrap();
+        assert_eq!(config.server.public_base(), "https://mcp.example.com");
+        assert_eq!(config.rbac.tenant_bound_arguments.len(), 2);
+        assert_eq!(config.rate_limit.tool_costs["reports.export"], 10);
+        assert_eq!(config.audit.sink, AuditSinkKind::Sqlite);
+        assert_eq!(config.logging.format, LogFormatKind::Json);
+        let policy = crate::build_policy(&config).unwrap();
+        assert!(policy.role_names().any(|r| r == "support"));
+    }
+
+    #[test]
     fn minimal_config_has_defaults() {
         let config = Config::from_toml_with_env(MINIMAL, "t.toml", []).unwrap();
         assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
