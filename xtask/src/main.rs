@@ -1,5 +1,8 @@
 //! Workspace automation: `cargo xtask ci` runs what CI runs; `cargo xtask bench` runs the
-//! criterion benches and prints a table of bench ID to median.
+//! criterion benches and prints a table of bench ID to median; `cargo xtask loadtest` runs
+//! the peers' MCP workload against the gateway (see `xtask/LOADTEST.md`).
+
+mod loadtest;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,7 +16,9 @@ commands:
   ci                 run what CI runs (.ci/run: services, fmt, clippy, docs, tests)
   bench [ARGS...]    run the criterion benches (ARGS go to criterion, e.g. a filter
                      such as `auth/` or `--measurement-time 3`) and print bench ID -> median
-  bench-table        print the table of the last bench results without running anything";
+  bench-table        print the table of the last bench results without running anything
+  loadtest [OPTS]    the peers' wrk workload against the bare upstream and the gateway
+                     (full chain, auth only, uncached RS256); `loadtest --help` for options";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -30,6 +35,7 @@ fn main() -> Result<()> {
             print_table(&root.join("target/criterion"))
         }
         "bench-table" => print_table(&root.join("target/criterion")),
+        "loadtest" => loadtest::run(&root, &rest),
         _ => {
             eprintln_usage();
             bail!("unknown command `{command}`")

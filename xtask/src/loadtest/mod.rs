@@ -1,0 +1,543 @@
+//! `cargo xtask loadtest`: the peers' MCP workload (wrk + `mcp_load.lua`, RS256 tokens,
+//! 64 connections, pinned CPUs) against the bare upstream and the gateway in several
+//! configurations, with server CPU per request and a table against the peers' numbers.
+//! See `xtask/LOADTEST.md`.
+
+mod measure;
+mod process;
+mod report;
+mod setup;
+
+use std::fs::OpenOptions;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, ValueEnum};
+
+use measure::{Load, LoadSpec};
+use process::{ECHO_CALL, JwksServer, Server, post_mcp};
+use report::RunRecord;
+use setup::{AuditSink, GatewayWiring, Profile, TokenSet};
+
+/// Runs the peers' MCP workload against the bare upstream and the gateway, and prints req/s,
+/// p50/p99 and server CPU per request with ratios against the peers' published numbers.
+///
+/// Quick run: the defaults (3 s warm-up, 1 x 10 s). The benchmark contract of the peers:
+/// `--warmup 5 --duration 20 --runs 3`.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask loadtest")]
+struct Options {
+    /// The peers' benchmark folder (mcp_load.lua, mint_tokens.py with its .venv, mini_mcp).
+    /// Default: ../shared/peers next to the workspace.
+    #[arg(long)]
+    peers: Option<PathBuf>,
+    /// Measured seconds per run.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=600))]
+    duration: u32,
+    /// Unmeasured warm-up seconds before each scenario's first run (0 = none).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=120))]
+    warmup: u32,
+    /// Measured runs per scenario.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    runs: u32,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    conns: u32,
+    /// wrk threads.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    threads: u32,
+    /// CPUs of the servers (gateway and upstream), a taskset list; "" = unpinned.
+    #[arg(long, default_value = "1")]
+    server_cpus: String,
+    /// CPUs of wrk, a taskset list; "" = unpinned.
+    #[arg(long, default_value = "0")]
+    load_cpus: String,
+    /// Scenarios to run, comma separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "upstream,full,auth,uncached"
+    )]
+    scenarios: Vec<Scenario>,
+    /// Distinct tokens minted for the `uncached` scenario; split evenly over the runs, each
+    /// slice should exceed the requests of one run (a warning says when it did not).
+    #[arg(long, default_value_t = 100_000)]
+    uncached_tokens: usize,
+    /// The durable audit sink of the full chain.
+    #[arg(long, value_enum, default_value = "jsonl")]
+    audit_sink: AuditSink,
+    /// Port of the upstream (mini_mcp) on 127.0.0.1.
+    #[arg(long, default_value_t = 9100)]
+    upstream_port: u16,
+    /// Port of the gateway on 127.0.0.1.
+    #[arg(long, default_value_t = 9200)]
+    gateway_port: u16,
+    /// Use the existing target/release/mcp-gateway instead of building it.
+    #[arg(long)]
+    no_build: bool,
+    /// After each gateway scenario, profile one more run with `perf record -g` and print
+    /// the hottest symbols (reports in target/loadtest/perf-*.txt).
+    #[arg(long)]
+    perf: bool,
+}
+
+/// The measured configurations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// mini_mcp alone, no token (the floor and the load generator's reference).
+    Upstream,
+    /// The gateway with JWT, RBAC, rate limits, durable audit and metrics; 1000 tokens.
+    Full,
+    /// The gateway with JWT (validated-token cache hits), RBAC and metrics only; 1000 tokens.
+    Auth,
+    /// As `auth`, but every request carries a token the gateway has not seen: the uncached
+    /// RS256 verification path (the gateway has no switch to turn its token cache off).
+    Uncached,
+}
+
+impl Scenario {
+    fn key(self) -> &'static str {
+        match self {
+            Self::Upstream => "upstream",
+            Self::Full => "full",
+            Self::Auth => "auth",
+            Self::Uncached => "uncached",
+        }
+    }
+}
+
+/// Progress and warnings go to stderr; the table goes to stdout.
+pub(crate) fn say(message: &str) {
+    let _ = writeln!(std::io::stderr(), "loadtest: {message}");
+}
+
+/// Everything one measurement needs.
+struct Bench {
+    spec: LoadSpec,
+    options: Options,
+    work: PathBuf,
+    ticks: f64,
+    results: std::fs::File,
+    records: Vec<RunRecord>,
+}
+
+/// One scenario's measurement target.
+struct Target {
+    scenario: &'static str,
+    title: String,
+    url: String,
+    server_pid: u32,
+    upstream_pid: Option<u32>,
+    warmup_tokens: Option<PathBuf>,
+    /// The tokens of each run (`None`: no `Authorization` header).
+    run_tokens: Vec<Option<PathBuf>>,
+}
+
+/// `cargo xtask loadtest [OPTIONS]`.
+pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
+    let options = Options::parse_from(
+        std::iter::once("cargo xtask loadtest".to_owned()).chain(args.iter().cloned()),
+    );
+    let peers = options
+        .peers
+        .clone()
+        .unwrap_or_else(|| root.join("../shared/peers"));
+    let peers = peers
+        .canonicalize()
+        .with_context(|| format!("peers folder {} not found (--peers DIR)", peers.display()))?;
+    if Command::new("wrk")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_err()
+    {
+        bail!("wrk is not installed (apt-get install -y wrk)");
+    }
+    let work = root.join("target/loadtest");
+    std::fs::create_dir_all(&work)?;
+    let command_line = format!("cargo xtask loadtest {}", args.join(" "));
+    say(&format!("{command_line}; machine: {}", uptime()));
+
+    let gateway_bin = if options.no_build {
+        setup::gateway_binary(root)?
+    } else {
+        setup::build_gateway(root)?
+    };
+    let upstream_bin = setup::upstream_binary(&peers)?;
+    let tokens = setup::ensure_tokens(&peers, &work.join("tokens"), 1000, None)?;
+    let uncached_slices = if options.scenarios.contains(&Scenario::Uncached) {
+        let set = setup::ensure_tokens(
+            &peers,
+            &work.join("uncached"),
+            options.uncached_tokens,
+            Some(&tokens),
+        )?;
+        setup::split_tokens(&set.tokens(), options.runs as usize, &work.join("uncached"))?
+    } else {
+        Vec::new()
+    };
+    let jwks_body = std::fs::read_to_string(tokens.jwks())?;
+    let jwks = JwksServer::start(jwks_body)?;
+
+    let upstream_addr = SocketAddr::from(([127, 0, 0, 1], options.upstream_port));
+    let mut upstream = Server::spawn(
+        "mini_mcp",
+        &options.server_cpus,
+        &upstream_bin,
+        &[upstream_addr.to_string()],
+        &[("MINI_MCP_THREADS", "1")],
+        &work.join("mini_mcp.log"),
+    )?;
+    upstream.wait_ready(upstream_addr)?;
+    let answer = post_mcp(upstream_addr, None, ECHO_CALL)?;
+    if !answer.is_rpc_success() {
+        bail!("mini_mcp pre-flight failed: {answer:?}");
+    }
+
+    let results_path = work.join("results.jsonl");
+    let mut bench = Bench {
+        spec: LoadSpec {
+            peers: peers.clone(),
+            load_cpus: options.load_cpus.clone(),
+            conns: options.conns,
+            threads: options.threads,
+        },
+        results: OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&results_path)?,
+        ticks: measure::clock_ticks(),
+        work: work.clone(),
+        records: Vec::new(),
+        options,
+    };
+    let upstream_url = format!("http://{upstream_addr}/mcp");
+    let scenarios = bench.options.scenarios.clone();
+    for scenario in scenarios {
+        match scenario {
+            Scenario::Upstream => {
+                let target = Target {
+                    scenario: scenario.key(),
+                    title: "bare upstream (mini_mcp, no auth)".to_owned(),
+                    url: upstream_url.clone(),
+                    server_pid: upstream.pid(),
+                    upstream_pid: None,
+                    warmup_tokens: None,
+                    run_tokens: vec![None; bench.options.runs as usize],
+                };
+                bench.measure(&target, &mut [&mut upstream])?;
+            }
+            Scenario::Full | Scenario::Auth | Scenario::Uncached => {
+                let (profile, title, run_tokens) = match scenario {
+                    Scenario::Full => (
+                        Profile::FullChain(bench.options.audit_sink),
+                        format!(
+                            "gateway full chain (JWT + RBAC + rate limits + audit {} + metrics), 1000 tokens",
+                            match bench.options.audit_sink {
+                                AuditSink::Jsonl => "JSONL",
+                                AuditSink::Sqlite => "SQLite",
+                            }
+                        ),
+                        vec![Some(tokens.tokens()); bench.options.runs as usize],
+                    ),
+                    Scenario::Auth => (
+                        Profile::AuthOnly,
+                        "gateway auth only (JWT, cache hits + RBAC + metrics), 1000 tokens"
+                            .to_owned(),
+                        vec![Some(tokens.tokens()); bench.options.runs as usize],
+                    ),
+                    _ => (
+                        Profile::AuthOnly,
+                        "gateway auth only, uncached RS256 (every token new)".to_owned(),
+                        uncached_slices.iter().cloned().map(Some).collect(),
+                    ),
+                };
+                let dir = bench.work.join(format!("gateway-{}", scenario.key()));
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir)?;
+                let wiring = GatewayWiring {
+                    port: bench.options.gateway_port,
+                    upstream_url: upstream_url.clone(),
+                    jwks_url: jwks.url(),
+                    dir: dir.clone(),
+                };
+                let config = dir.join("gateway.toml");
+                std::fs::write(&config, setup::gateway_config(profile, &wiring))?;
+                let mut gateway =
+                    start_gateway(&bench.options, &gateway_bin, &config, &dir, &tokens)?;
+                let target = Target {
+                    scenario: scenario.key(),
+                    title,
+                    url: format!("http://127.0.0.1:{}/mcp", bench.options.gateway_port),
+                    server_pid: gateway.pid(),
+                    upstream_pid: Some(upstream.pid()),
+                    warmup_tokens: Some(tokens.tokens()),
+                    run_tokens,
+                };
+                bench.measure(&target, &mut [&mut gateway, &mut upstream])?;
+                if bench.options.perf {
+                    bench.profile(&target)?;
+                }
+                gateway.stop()?;
+            }
+        }
+    }
+    upstream.stop()?;
+    drop(jwks);
+
+    let summaries = report::summarize(&bench.records);
+    let text = format!(
+        "{}\n{}\ncommand: `{command_line}` (server CPUs `{}`, wrk CPUs `{}`, {} conns, {} wrk thread(s), \
+         warm-up {} s, {} x {} s)\nmachine after: {}\nper-run records: {}\n",
+        report::table(&summaries),
+        report::targets(&summaries),
+        bench.options.server_cpus,
+        bench.options.load_cpus,
+        bench.options.conns,
+        bench.options.threads,
+        bench.options.warmup,
+        bench.options.runs,
+        bench.options.duration,
+        uptime(),
+        results_path.display(),
+    );
+    std::fs::write(work.join("summary.md"), &text)?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// Starts the gateway pinned, waits for its port and checks that a valid token gets the
+/// echo result and a missing token gets 401.
+fn start_gateway(
+    options: &Options,
+    binary: &Path,
+    config: &Path,
+    dir: &Path,
+    tokens: &TokenSet,
+) -> Result<Server> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], options.gateway_port));
+    let mut gateway = Server::spawn(
+        "mcp-gateway",
+        &options.server_cpus,
+        binary,
+        &[
+            "serve".to_owned(),
+            "--config".to_owned(),
+            config.display().to_string(),
+        ],
+        &[],
+        &dir.join("gateway.log"),
+    )?;
+    gateway.wait_ready(addr)?;
+    let ok = post_mcp(addr, Some(&tokens.first_token()?), ECHO_CALL)?;
+    if !ok.is_rpc_success() {
+        bail!(
+            "gateway pre-flight: a valid token got {} {}; log:\n{}",
+            ok.status,
+            ok.body,
+            process::log_tail(&dir.join("gateway.log"))
+        );
+    }
+    let denied = post_mcp(addr, None, ECHO_CALL)?;
+    if denied.status != 401 {
+        bail!(
+            "gateway pre-flight: no token got {} instead of 401",
+            denied.status
+        );
+    }
+    Ok(gateway)
+}
+
+/// `uptime`'s line (load averages), for the record.
+fn uptime() -> String {
+    Command::new("uptime")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|_| "uptime unavailable".to_owned())
+}
+
+impl Bench {
+    /// Warm-up, then the measured runs of `target`; `servers` are checked after every run.
+    fn measure(&mut self, target: &Target, servers: &mut [&mut Server]) -> Result<()> {
+        let scratch = self.work.clone();
+        if self.options.warmup > 0 {
+            say(&format!(
+                "{}: warm-up {} s",
+                target.scenario, self.options.warmup
+            ));
+            measure::run_wrk(
+                &self.spec,
+                Load {
+                    url: &target.url,
+                    tokens: target.warmup_tokens.as_deref(),
+                    seconds: self.options.warmup,
+                    label: "warmup",
+                },
+                &scratch,
+            )?;
+        }
+        for (index, tokens) in target.run_tokens.iter().enumerate() {
+            let run = u32::try_from(index + 1)?;
+            let loadavg1 = measure::loadavg1();
+            let s0 = measure::process_ticks(target.server_pid)?;
+            let u0 = target
+                .upstream_pid
+                .map(measure::process_ticks)
+                .transpose()?;
+            let b0 = measure::system_busy_ticks()?;
+            let wrk = measure::run_wrk(
+                &self.spec,
+                Load {
+                    url: &target.url,
+                    tokens: tokens.as_deref(),
+                    seconds: self.options.duration,
+                    label: target.scenario,
+                },
+                &scratch,
+            )?;
+            let s1 = measure::process_ticks(target.server_pid)?;
+            let u1 = target
+                .upstream_pid
+                .map(measure::process_ticks)
+                .transpose()?;
+            let b1 = measure::system_busy_ticks()?;
+            for server in servers.iter_mut() {
+                server.check_alive()?;
+            }
+            let requests = wrk.num("requests");
+            if requests <= 0.0 {
+                bail!(
+                    "{}: wrk completed no requests: {}",
+                    target.scenario,
+                    wrk.result
+                );
+            }
+            let seconds = |a: u64, b: u64| b.saturating_sub(a) as f64 / self.ticks;
+            let server_s = seconds(s0, s1);
+            let upstream_s = u0.zip(u1).map(|(a, b)| seconds(a, b));
+            let foreign = wrk
+                .wrk_cpu_s
+                .map(|w| seconds(b0, b1) - server_s - upstream_s.unwrap_or(0.0) - w);
+            let record = RunRecord {
+                scenario: target.scenario,
+                title: target.title.clone(),
+                run,
+                rps: wrk.num("rps"),
+                p50_ms: wrk.num("p50_ms"),
+                p99_ms: wrk.num("p99_ms"),
+                requests,
+                errors: wrk.num("bad_status") + wrk.num("rpc_errors") + wrk.socket_errors(),
+                server_cpu_ms: server_s * 1000.0 / requests,
+                upstream_cpu_ms: upstream_s.map(|u| u * 1000.0 / requests),
+                foreign_cpu_s: foreign,
+                rss_mb: measure::rss_mb(target.server_pid),
+                loadavg1,
+                raw: wrk.result.clone(),
+            };
+            writeln!(self.results, "{}", record.to_json())?;
+            say(&format!(
+                "{} run {run}: {:.0} req/s p50 {:.2} ms p99 {:.2} ms, server CPU {:.4} ms/req{}, errors {:.0}, foreign CPU {}",
+                target.scenario,
+                record.rps,
+                record.p50_ms,
+                record.p99_ms,
+                record.server_cpu_ms,
+                record
+                    .upstream_cpu_ms
+                    .map_or_else(String::new, |u| format!(" (+ upstream {u:.4})")),
+                record.errors,
+                foreign.map_or_else(|| "?".to_owned(), |f| format!("{f:.1} s")),
+            ));
+            if let Some(path) = tokens {
+                let distinct = std::fs::read(path)?.iter().filter(|b| **b == b'\n').count();
+                if target.scenario == Scenario::Uncached.key() && requests > distinct as f64 {
+                    say(&format!(
+                        "uncached run {run} sent {requests:.0} requests over {distinct} tokens: some were \
+                         repeated and may have hit the token cache (raise --uncached-tokens)"
+                    ));
+                }
+            }
+            if record.errors > 0.0 {
+                say(&format!(
+                    "{} run {run}: statuses {}",
+                    target.scenario, wrk.result["statuses"]
+                ));
+            }
+            self.records.push(record);
+        }
+        Ok(())
+    }
+
+    /// One extra (unrecorded) run with `perf record -g` attached to the server; prints the
+    /// hottest symbols.
+    fn profile(&self, target: &Target) -> Result<()> {
+        let data = self.work.join(format!("perf-{}.data", target.scenario));
+        let report_path = self.work.join(format!("perf-{}.txt", target.scenario));
+        let mut perf = Command::new("perf")
+            .args(["record", "-g", "-F", "999", "-o"])
+            .arg(&data)
+            .arg("-p")
+            .arg(target.server_pid.to_string())
+            .arg("--")
+            .arg("sleep")
+            .arg(self.options.duration.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot run perf")?;
+        let profiled = measure::run_wrk(
+            &self.spec,
+            Load {
+                url: &target.url,
+                tokens: target.warmup_tokens.as_deref(),
+                seconds: self.options.duration,
+                label: "perf",
+            },
+            &self.work,
+        );
+        let status = perf.wait()?;
+        profiled?;
+        if !status.success() {
+            say(&format!(
+                "perf record failed ({status}); no profile for {}",
+                target.scenario
+            ));
+            return Ok(());
+        }
+        let output = Command::new("perf")
+            .args([
+                "report",
+                "--stdio",
+                "--no-children",
+                "-g",
+                "none",
+                "--percent-limit",
+                "0.7",
+                "-i",
+            ])
+            .arg(&data)
+            .stderr(Stdio::null())
+            .output()
+            .context("cannot run perf report")?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        std::fs::write(&report_path, text.as_bytes())?;
+        let top: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.contains('%'))
+            .take(15)
+            .collect();
+        say(&format!(
+            "{}: hottest symbols (self time; full report {}):\n{}",
+            target.scenario,
+            report_path.display(),
+            top.join("\n")
+        ));
+        Ok(())
+    }
+}
