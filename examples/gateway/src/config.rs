@@ -70,6 +70,9 @@ pub struct Config {
     /// Listener, public URL and request limits.
     #[serde(default)]
     pub server: ServerConfig,
+    /// Stateless or stateful Streamable HTTP, and the session bounds.
+    #[serde(default)]
+    pub sessions: SessionsConfig,
     /// Token verification.
     #[serde(default)]
     pub auth: AuthConfig,
@@ -137,6 +140,44 @@ impl ServerConfig {
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_secs)
     }
+}
+
+/// `[sessions]`: whether the gateway issues `Mcp-Session-Id`s, and their bounds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct SessionsConfig {
+    /// `stateless` (default: every POST stands alone) or `stateful` (sessions).
+    pub mode: SessionMode,
+    /// Live sessions held at most; beyond it `initialize` gets 503 (default 10000).
+    pub max_sessions: usize,
+    /// Sessions one principal holds at most; a new one ends its least recently used
+    /// (default 16).
+    pub max_per_principal: usize,
+    /// A session unused for this long ends, in seconds (default 1800).
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        Self {
+            mode: SessionMode::Stateless,
+            max_sessions: 10_000,
+            max_per_principal: 16,
+            idle_timeout_secs: 1800,
+        }
+    }
+}
+
+/// Streamable HTTP mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SessionMode {
+    /// No sessions: no `Mcp-Session-Id`, `DELETE /mcp` is 405.
+    Stateless,
+    /// `initialize` starts a session bound to the caller; later requests must present it.
+    Stateful,
 }
 
 /// `[auth]`.
@@ -494,6 +535,16 @@ impl Config {
                 })?;
             }
         }
+        let sessions = &self.sessions;
+        if sessions.max_sessions == 0 {
+            return Err(invalid("sessions.max_sessions", "must be positive"));
+        }
+        if sessions.max_per_principal == 0 {
+            return Err(invalid("sessions.max_per_principal", "must be positive"));
+        }
+        if sessions.idle_timeout_secs == 0 {
+            return Err(invalid("sessions.idle_timeout_secs", "must be positive"));
+        }
         if self.auth.lockout.max_failures == 0 {
             return Err(invalid("auth.lockout.max_failures", "must be positive"));
         }
@@ -654,6 +705,7 @@ mod tests {
         assert_eq!(config.rate_limit.tool_costs["reports.export"], 10);
         assert_eq!(config.audit.sink, AuditSinkKind::Sqlite);
         assert_eq!(config.logging.format, LogFormatKind::Json);
+        assert_eq!(config.sessions.mode, SessionMode::Stateful);
         let policy = crate::build_policy(&config).unwrap();
         assert!(policy.role_names().any(|r| r == "support"));
     }
@@ -667,6 +719,7 @@ mod tests {
         assert!(config.rbac.default_roles);
         assert_eq!(config.audit.sink, AuditSinkKind::Tracing);
         assert_eq!(config.upstreams[0].timeout_secs, 30);
+        assert_eq!(config.sessions.mode, SessionMode::Stateless);
     }
 
     #[test]
@@ -710,6 +763,7 @@ mod tests {
             ("[rate_limit]\nper_user = \"lots\"", "rate_limit.per_user"),
             ("[audit]\nsink = \"sqlite\"", "audit.path"),
             ("[audit]\nsink = \"postgres\"", "audit.url"),
+            ("[sessions]\nmax_sessions = 0", "sessions.max_sessions"),
             (
                 "[server]\ntrusted_proxies = [\"nope\"]",
                 "server.trusted_proxies",

@@ -17,7 +17,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use http::header::{CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+use http::header::{ACCEPT, CONTENT_TYPE, HeaderName, RETRY_AFTER, USER_AGENT};
 use http::{HeaderValue, Request, StatusCode};
 use mcp_audit::{AuditEvent, AuditLogger, AuditStore, Category, OutcomeStatus, Severity};
 use mcp_auth_core::claims::ClaimMapping;
@@ -43,7 +43,8 @@ use rmcp::model::{
 use tokio::net::TcpListener;
 use tower::{Layer, Service, ServiceExt};
 
-use crate::config::{AuditSinkKind, Config, LimitAlgorithm};
+use crate::config::{AuditSinkKind, Config, LimitAlgorithm, SessionMode};
+use crate::session::{Ended, SessionLimits, SessionRefusal, SessionStore};
 use crate::upstream::{Upstream, UpstreamError};
 
 /// The path of the MCP endpoint.
@@ -57,6 +58,15 @@ const AUTH_METHOD: &str = "jwt";
 
 /// JSON-RPC error code of a rate-limited request (as `mcp_ratelimit::http` answers).
 const JSONRPC_RATE_LIMITED: i32 = -32029;
+
+/// The Streamable HTTP session header.
+pub const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+
+/// The header naming the negotiated protocol version on requests after `initialize`.
+const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
+
+/// The audit `method` of a session ended with `DELETE /mcp`.
+const SESSION_END: &str = "session/end";
 
 /// What [`Gateway::build`] needs besides the configuration.
 #[derive(Debug, Default)]
@@ -90,6 +100,8 @@ struct Core {
     metrics: Arc<McpMetrics>,
     max_body: usize,
     jwks: Option<Arc<JwksCache>>,
+    /// Stateful mode's sessions; `None` when stateless.
+    sessions: Option<SessionStore>,
 }
 
 /// The axum state: the shared core and the metrics-wrapped authorize-and-forward service.
@@ -189,6 +201,13 @@ impl Gateway {
             metrics: Arc::clone(&metrics),
             max_body: config.server.max_body_bytes,
             jwks,
+            sessions: (config.sessions.mode == SessionMode::Stateful).then(|| {
+                SessionStore::new(SessionLimits {
+                    max_sessions: config.sessions.max_sessions,
+                    max_per_principal: config.sessions.max_per_principal,
+                    idle_timeout: Duration::from_secs(config.sessions.idle_timeout_secs),
+                })
+            }),
         });
         let forward = MetricsLayer::new(metrics).layer(Forward {
             core: Arc::clone(&core),
@@ -198,12 +217,7 @@ impl Gateway {
             forward,
         };
         let router = Router::new()
-            .route(
-                MCP_PATH,
-                post(mcp_post)
-                    .get(method_not_allowed)
-                    .delete(method_not_allowed),
-            )
+            .route(MCP_PATH, post(mcp_post).get(mcp_get).delete(mcp_delete))
             .route("/health", get(health))
             .route("/health/ready", get(ready))
             .route("/metrics", get(metrics_endpoint))
@@ -457,6 +471,7 @@ struct Call {
     client_ip: IpAddr,
     user_agent: Option<String>,
     start: Instant,
+    format: Format,
 }
 
 /// Authorize -> forward -> audit, run inside the metrics layer.
@@ -566,6 +581,7 @@ impl Core {
         match &call.request.request {
             ClientRequest::InitializeRequest(init) => {
                 let requested = init.params.protocol_version.clone();
+                let mut session = None;
                 let response = match self.upstream.info().await {
                     Ok(info) => {
                         let version = negotiate(&requested);
@@ -577,26 +593,68 @@ impl Core {
                         if let Some(text) = &info.instructions {
                             result = result.with_instructions(text.clone());
                         }
-                        json_rpc_result(id, ServerResult::InitializeResult(result))
+                        match &self.sessions {
+                            None => {
+                                rpc_result(call.format, id, ServerResult::InitializeResult(result))
+                            }
+                            Some(sessions) => {
+                                match sessions.create(&call.principal, Instant::now()) {
+                                    Ok((session_id, ended)) => {
+                                        self.record_ended(ended);
+                                        self.metrics.session_started(call.principal.tenant());
+                                        let mut response = rpc_result(
+                                            call.format,
+                                            id,
+                                            ServerResult::InitializeResult(result),
+                                        );
+                                        if let Ok(value) = HeaderValue::from_str(&session_id) {
+                                            response.headers_mut().insert(MCP_SESSION_ID, value);
+                                        }
+                                        session = Some(session_id);
+                                        response
+                                    }
+                                    Err(full) => {
+                                        tracing::warn!(error = %full, "initialize refused");
+                                        let mut response = json_rpc_error(
+                                            StatusCode::SERVICE_UNAVAILABLE,
+                                            Some(id),
+                                            ErrorData::new(
+                                                ErrorCode::INTERNAL_ERROR,
+                                                "too many sessions",
+                                                None,
+                                            ),
+                                        );
+                                        let retry = sessions.idle_timeout().as_secs().clamp(1, 60);
+                                        response
+                                            .headers_mut()
+                                            .insert(RETRY_AFTER, HeaderValue::from(retry));
+                                        response
+                                    }
+                                }
+                            }
+                        }
                     }
                     Err(error) => upstream_failure(id, &error),
                 };
-                self.audit(
-                    self.event(Category::Authentication, &call)
-                        .decision(
-                            mcp_audit::Decision::Allow,
-                            "authenticated; session initialized",
-                        )
-                        .outcome(
-                            outcome_of(response.status()),
-                            Some(i64::from(response.status().as_u16())),
-                            Some(call.start.elapsed()),
-                        ),
-                );
+                let mut event = self
+                    .event(Category::Authentication, &call)
+                    .decision(
+                        mcp_audit::Decision::Allow,
+                        "authenticated; session initialized",
+                    )
+                    .outcome(
+                        outcome_of(response.status()),
+                        Some(i64::from(response.status().as_u16())),
+                        Some(call.start.elapsed()),
+                    );
+                if let Some(session) = session {
+                    event = event.session_id(session);
+                }
+                self.audit(event);
                 return response;
             }
             ClientRequest::PingRequest(_) => {
-                return json_rpc_result(id, ServerResult::empty(()));
+                return rpc_result(call.format, id, ServerResult::empty(()));
             }
             _ => {}
         }
@@ -650,6 +708,7 @@ impl Core {
             principal,
             request,
             start,
+            format,
             ..
         } = call;
         let JsonRpcRequest { id, request, .. } = *request;
@@ -672,12 +731,18 @@ impl Core {
                 } else {
                     OutcomeStatus::Success
                 };
-                (json_rpc_result(id, result), status, None)
+                (rpc_result(format, id, result), status, None)
             }
             Err(UpstreamError::Rpc(error)) => {
                 let code = i64::from(error.code.0);
                 (
-                    json_rpc_error(StatusCode::OK, Some(id), error),
+                    rpc_message(
+                        format,
+                        &ServerJsonRpcMessage::Error(rmcp::model::JsonRpcError::new(
+                            Some(id),
+                            error,
+                        )),
+                    ),
                     OutcomeStatus::Failure,
                     Some(code),
                 )
@@ -687,6 +752,108 @@ impl Core {
         let code = code.or(Some(i64::from(response.status().as_u16())));
         self.audit(event.outcome(status, code, Some(start.elapsed())));
         response
+    }
+
+    /// The lockout check and the authenticator chain: the caller's principal, or the
+    /// response refusing it (429 while locked out, 401 with the challenge).
+    async fn authenticate(
+        &self,
+        parts: &http::request::Parts,
+        ip: IpAddr,
+        user_agent: Option<&str>,
+        start: Instant,
+    ) -> Result<Principal, Response> {
+        // A locked-out client is refused before its credentials are even looked at.
+        if let Ok(LockoutStatus::Locked { retry_after }) =
+            self.lockout.check(ip, LOCKOUT_SUBJECT).await
+        {
+            self.metrics
+                .record_auth_rate_limited(AuthLimitReason::Lockout);
+            let mut event = AuditEvent::new(Category::RateLimit)
+                .client_ip(ip)
+                .decision(mcp_audit::Decision::Deny, "authentication lockout")
+                .outcome(OutcomeStatus::Failure, Some(429), Some(start.elapsed()));
+            event.severity = Severity::Warning;
+            self.audit(event);
+            let response = too_many_requests(retry_after, None, None);
+            self.observe(None, None, None, response.status(), start);
+            return Err(response);
+        }
+        match self.chain.authenticate_parts(parts, &self.extractor).await {
+            Ok(principal) => Ok(principal),
+            Err(error) => Err(self.auth_failed(error, ip, user_agent, start).await),
+        }
+    }
+
+    /// Stateful mode: the request's session must exist and belong to `principal`; the
+    /// refusal otherwise.
+    fn check_session(
+        &self,
+        sessions: &SessionStore,
+        headers: &http::HeaderMap,
+        principal: &Principal,
+        ip: IpAddr,
+        method: Option<&str>,
+        start: Instant,
+    ) -> Option<Response> {
+        let Some(id) = session_header(headers) else {
+            return Some(missing_session(self, principal, start));
+        };
+        let (refusal, ended) = sessions.touch(id, principal, Instant::now()).err()?;
+        self.record_ended(ended);
+        let response = self.session_refused(refusal, id, principal, ip, method, start);
+        self.observe(method, None, principal.tenant(), response.status(), start);
+        Some(response)
+    }
+
+    /// 404 for an unknown session; the same 404 for another principal's session (so that
+    /// a guessed id learns nothing), audited as a security violation.
+    fn session_refused(
+        &self,
+        refusal: SessionRefusal,
+        id: &str,
+        principal: &Principal,
+        ip: IpAddr,
+        method: Option<&str>,
+        start: Instant,
+    ) -> Response {
+        if let SessionRefusal::Foreign {
+            owner,
+            owner_tenant,
+        } = refusal
+        {
+            let reason = format!(
+                "session of `{owner}` (tenant `{}`) presented by another principal",
+                owner_tenant.as_deref().unwrap_or("-")
+            );
+            let mut event = AuditEvent::new(Category::SecurityViolation)
+                .severity(Severity::Warning)
+                .subject(principal.subject())
+                .auth_method(AUTH_METHOD)
+                .session_id(id)
+                .client_ip(ip)
+                .decision(mcp_audit::Decision::Deny, reason)
+                .outcome(OutcomeStatus::Failure, Some(404), Some(start.elapsed()));
+            if let Some(tenant) = principal.tenant() {
+                event = event.tenant(tenant);
+            }
+            if let Some(method) = method {
+                event = event.method(method);
+            }
+            self.audit(event);
+        }
+        json_rpc_error(
+            StatusCode::NOT_FOUND,
+            None,
+            ErrorData::invalid_request("session not found", None),
+        )
+    }
+
+    fn record_ended(&self, ended: impl IntoIterator<Item = Ended>) {
+        for ended in ended {
+            self.metrics
+                .session_ended(ended.tenant.as_deref(), ended.lifetime);
+        }
     }
 
     fn forbid(&self, event: AuditEvent, reason: &str, scope: &str, call: &Call) -> Response {
@@ -819,13 +986,30 @@ fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     response
 }
 
-fn json_rpc_result(id: RequestId, result: ServerResult) -> Response {
-    let message = ServerJsonRpcMessage::response(result, id);
-    match serde_json::to_vec(&message) {
-        Ok(body) => json_response(StatusCode::OK, body),
-        Err(error) => {
-            tracing::error!(%error, "cannot serialize an upstream result");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+/// A `200` carrying `result` in `format`.
+fn rpc_result(format: Format, id: RequestId, result: ServerResult) -> Response {
+    rpc_message(format, &ServerJsonRpcMessage::response(result, id))
+}
+
+/// A `200` carrying `message`: a JSON body, or one SSE `message` event.
+fn rpc_message(format: Format, message: &ServerJsonRpcMessage) -> Response {
+    let mut body = Vec::with_capacity(256);
+    if format == Format::Sse {
+        body.extend_from_slice(b"event: message\ndata: ");
+    }
+    if let Err(error) = serde_json::to_writer(&mut body, message) {
+        tracing::error!(%error, "cannot serialize an upstream result");
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    match format {
+        Format::Json => json_response(StatusCode::OK, body),
+        Format::Sse => {
+            body.extend_from_slice(b"\n\n");
+            let mut response = Response::new(Body::from(body));
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            response
         }
     }
 }
@@ -886,6 +1070,43 @@ fn limit_scope(rule: &str) -> RateLimitScope {
     }
 }
 
+/// How a request's result is sent back: JSON, or one SSE event when the client accepts only
+/// `text/event-stream`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Sse,
+}
+
+impl Format {
+    /// The format the `Accept` header asks for: JSON when it allows JSON (or is absent), SSE
+    /// when it allows only the event stream, `None` when it allows neither (406).
+    fn negotiate(headers: &http::HeaderMap) -> Option<Self> {
+        let mut any = false;
+        let mut sse = false;
+        for value in headers.get_all(ACCEPT) {
+            any = true;
+            let Ok(value) = value.to_str() else { continue };
+            for range in value.split(',') {
+                let media = range.split(';').next().unwrap_or("").trim();
+                if media.eq_ignore_ascii_case("application/json")
+                    || media.eq_ignore_ascii_case("application/*")
+                    || media == "*/*"
+                {
+                    return Some(Self::Json);
+                }
+                sse |= media.eq_ignore_ascii_case("text/event-stream")
+                    || media.eq_ignore_ascii_case("text/*");
+            }
+        }
+        match (any, sse) {
+            (false, _) => Some(Self::Json),
+            (true, true) => Some(Self::Sse),
+            (true, false) => None,
+        }
+    }
+}
+
 /// `POST /mcp`: the request path up to the metrics layer.
 async fn mcp_post(
     State(app): State<App>,
@@ -902,30 +1123,25 @@ async fn mcp_post(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
 
-    // A locked-out client is refused before its credentials are even looked at.
-    if let Ok(LockoutStatus::Locked { retry_after }) = core.lockout.check(ip, LOCKOUT_SUBJECT).await
+    let principal = match core
+        .authenticate(&parts, ip, user_agent.as_deref(), start)
+        .await
     {
-        core.metrics
-            .record_auth_rate_limited(AuthLimitReason::Lockout);
-        let mut event = AuditEvent::new(Category::RateLimit)
-            .client_ip(ip)
-            .decision(mcp_audit::Decision::Deny, "authentication lockout")
-            .outcome(OutcomeStatus::Failure, Some(429), Some(start.elapsed()));
-        event.severity = Severity::Warning;
-        core.audit(event);
-        let response = too_many_requests(retry_after, None, None);
-        core.observe(None, None, None, response.status(), start);
+        Ok(principal) => principal,
+        Err(response) => return response,
+    };
+
+    if let Some(version) = parts.headers.get(MCP_PROTOCOL_VERSION)
+        && !is_known_protocol_version(version)
+    {
+        let response = json_rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            ErrorData::invalid_request("unsupported MCP-Protocol-Version", None),
+        );
+        core.observe(None, None, principal.tenant(), response.status(), start);
         return response;
     }
-
-    let principal = match core.chain.authenticate_parts(&parts, &core.extractor).await {
-        Ok(principal) => principal,
-        Err(error) => {
-            return core
-                .auth_failed(error, ip, user_agent.as_deref(), start)
-                .await;
-        }
-    };
 
     let bytes = match axum::body::to_bytes(body, core.max_body).await {
         Ok(bytes) => bytes,
@@ -945,6 +1161,27 @@ async fn mcp_post(
         Ok(ClientJsonRpcMessage::Request(r)) => Some(r),
         _ => None,
     };
+
+    // Stateful mode: everything but `initialize` belongs to a session of this principal.
+    let initializing = matches!(
+        parsed_request.map(|r| &r.request),
+        Some(ClientRequest::InitializeRequest(_))
+    );
+    if parsed.is_ok()
+        && !initializing
+        && let Some(sessions) = &core.sessions
+        && let Some(response) = core.check_session(
+            sessions,
+            &parts.headers,
+            &principal,
+            ip,
+            parsed_request.map(|r| r.request.method()),
+            start,
+        )
+    {
+        return response;
+    }
+
     let keys = RequestKeys {
         tenant: principal.tenant().map(str::to_owned),
         user: Some(principal.subject().to_owned()),
@@ -997,7 +1234,8 @@ async fn mcp_post(
             | ClientJsonRpcMessage::Response(_)
             | ClientJsonRpcMessage::Error(_),
         ) => {
-            // Stateless mode: nothing upstream waits for notifications or replies.
+            // Nothing upstream waits for the client's notifications or replies: the gateway
+            // holds one shared upstream session and answers the handshake itself.
             return StatusCode::ACCEPTED.into_response();
         }
         Err(error) => {
@@ -1021,6 +1259,18 @@ async fn mcp_post(
             return response;
         }
     };
+    let Some(format) = Format::negotiate(&parts.headers) else {
+        let response = json_rpc_error(
+            StatusCode::NOT_ACCEPTABLE,
+            Some(request.id),
+            ErrorData::invalid_request(
+                "Accept must allow application/json or text/event-stream",
+                None,
+            ),
+        );
+        core.observe(None, None, principal.tenant(), response.status(), start);
+        return response;
+    };
 
     let mut info = McpRequestInfo::new(request.request.method()).with_subject(principal.subject());
     if let Some(tool) = tool {
@@ -1041,6 +1291,7 @@ async fn mcp_post(
         client_ip: ip,
         user_agent,
         start,
+        format,
     });
     match app.forward.oneshot(inner).await {
         Ok(response) => response,
@@ -1048,12 +1299,101 @@ async fn mcp_post(
     }
 }
 
-async fn method_not_allowed() -> Response {
-    // Stateless mode: no server-initiated stream (GET) and no session to end (DELETE).
+/// Whether an `MCP-Protocol-Version` header names a version this gateway speaks.
+fn is_known_protocol_version(value: &HeaderValue) -> bool {
+    value.to_str().is_ok_and(|v| {
+        ProtocolVersion::KNOWN_VERSIONS
+            .iter()
+            .any(|known| known.as_str() == v)
+    })
+}
+
+/// `DELETE /mcp`: ends the caller's session (stateful mode; 405 when stateless).
+async fn mcp_delete(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request<Body>,
+) -> Response {
+    let core = &app.core;
+    let Some(sessions) = &core.sessions else {
+        return method_not_allowed_with("POST");
+    };
+    let start = Instant::now();
+    let (parts, _) = request.into_parts();
+    let ip = core.ip_resolver.resolve(peer.ip(), &parts.headers);
+    let user_agent = parts.headers.get(USER_AGENT).and_then(|v| v.to_str().ok());
+    let principal = match core.authenticate(&parts, ip, user_agent, start).await {
+        Ok(principal) => principal,
+        Err(response) => return response,
+    };
+    let Some(id) = session_header(&parts.headers) else {
+        return missing_session(core, &principal, start);
+    };
+    let now = Instant::now();
+    let response = match sessions.end(id, &principal, now) {
+        Ok(ended) => {
+            core.metrics
+                .session_ended(ended.tenant.as_deref(), ended.lifetime);
+            let mut event = AuditEvent::new(Category::Authentication)
+                .subject(principal.subject())
+                .auth_method(AUTH_METHOD)
+                .method(SESSION_END)
+                .session_id(id)
+                .client_ip(ip)
+                .decision(mcp_audit::Decision::Allow, "session ended by its owner")
+                .outcome(OutcomeStatus::Success, Some(204), Some(start.elapsed()));
+            if let Some(tenant) = principal.tenant() {
+                event = event.tenant(tenant);
+            }
+            core.audit(event);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(refusal) => core.session_refused(refusal, id, &principal, ip, Some(SESSION_END), start),
+    };
+    core.observe(
+        Some(SESSION_END),
+        None,
+        principal.tenant(),
+        response.status(),
+        start,
+    );
+    response
+}
+
+/// `GET /mcp`: the gateway opens no server-to-client stream (its one upstream session is
+/// shared, so upstream notifications have no single recipient); 405 as the Streamable HTTP
+/// transport specifies for servers without one.
+async fn mcp_get(State(app): State<App>) -> Response {
+    method_not_allowed_with(if app.core.sessions.is_some() {
+        "POST, DELETE"
+    } else {
+        "POST"
+    })
+}
+
+fn method_not_allowed_with(allow: &'static str) -> Response {
     let mut response = StatusCode::METHOD_NOT_ALLOWED.into_response();
     response
         .headers_mut()
-        .insert(http::header::ALLOW, HeaderValue::from_static("POST"));
+        .insert(http::header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+/// The `Mcp-Session-Id` header, when present and visible ASCII.
+fn session_header(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get(MCP_SESSION_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+}
+
+fn missing_session(core: &Core, principal: &Principal, start: Instant) -> Response {
+    let response = json_rpc_error(
+        StatusCode::BAD_REQUEST,
+        None,
+        ErrorData::invalid_request("Mcp-Session-Id header required", None),
+    );
+    core.observe(None, None, principal.tenant(), response.status(), start);
     response
 }
 
@@ -1091,6 +1431,5 @@ async fn metrics_endpoint(State(app): State<App>, headers: http::HeaderMap) -> R
     let stats = core.audit.stats();
     core.metrics
         .set_audit_queue_depth(u64::try_from(stats.queue_depth).unwrap_or(u64::MAX));
-    mcp_metrics::metrics_response_for(&core.metrics, headers.get(http::header::ACCEPT))
-        .map(Body::new)
+    mcp_metrics::metrics_response_for(&core.metrics, headers.get(ACCEPT)).map(Body::new)
 }

@@ -15,17 +15,19 @@
 //! * [`demo`]: `mcp-gateway demo`, a self-contained gateway with a local issuer and an
 //!   in-process demo upstream.
 //!
-//! Endpoints: `POST /mcp` (Streamable HTTP, stateless, JSON responses), `GET /health`,
+//! Endpoints: `POST /mcp` (Streamable HTTP, stateless or stateful, JSON or SSE responses),
+//! `DELETE /mcp` (ends a session), `GET /health`,
 //! `GET /health/ready`, `GET /metrics`, and the RFC 9728 metadata at
 //! `/.well-known/oauth-protected-resource` and `/.well-known/oauth-protected-resource/mcp`.
 
 pub mod config;
 pub mod demo;
 mod gateway;
+mod session;
 mod upstream;
 
 pub use config::Config;
-pub use gateway::{BuildOptions, Gateway, MCP_PATH, ShutdownReport, build_policy};
+pub use gateway::{BuildOptions, Gateway, MCP_PATH, MCP_SESSION_ID, ShutdownReport, build_policy};
 pub use upstream::{Upstream, UpstreamError};
 
 /// Completes on SIGINT (Ctrl-C) or, on Unix, SIGTERM.

@@ -35,6 +35,11 @@ impl Harness {
     /// `rate_limit` as the body of its `[rate_limit]` section and a lockout after
     /// `lockout_failures` failed authentications.
     async fn start(rate_limit: &str, lockout_failures: u32) -> Self {
+        Self::start_with(rate_limit, lockout_failures, "").await
+    }
+
+    /// Like [`Harness::start`], with `extra` TOML appended (whole sections).
+    async fn start_with(rate_limit: &str, lockout_failures: u32, extra: &str) -> Self {
         let issuer = TestIssuer::start().await;
         let upstream = DemoUpstream::start().await.unwrap();
         let data_dir = std::env::temp_dir().join(format!(
@@ -75,6 +80,8 @@ impl Harness {
             sink = "sqlite"
             path = {db}
             spool_dir = {spool}
+
+            {extra}
             "#,
             aud = TestIssuer::AUDIENCE,
             iss = issuer.issuer_url(),
@@ -474,4 +481,221 @@ async fn graceful_shutdown_flushes_one_audit_event_per_decision() {
         .category(Category::Authentication)
         .decision(Decision::Deny);
     assert_eq!(store.count(&Scope::All, &auth).await.unwrap(), 1);
+}
+
+const STATEFUL: &str = "[sessions]\nmode = \"stateful\"\nmax_per_principal = 4";
+
+impl Harness {
+    /// Sends `body` as `token` with `session` (if any) and extra headers.
+    async fn post_in(
+        &self,
+        token: &str,
+        session: Option<&str>,
+        accept: &str,
+        body: &Value,
+    ) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(format!("{}/mcp", self.base))
+            .header("content-type", "application/json")
+            .header("accept", accept)
+            .bearer_auth(token)
+            .body(body.to_string());
+        if let Some(session) = session {
+            request = request.header("mcp-session-id", session);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// `initialize` as `token`; the session id.
+    async fn initialize(&self, token: &str) -> String {
+        let body = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "e2e", "version": "1"}}});
+        let response = self
+            .post_in(token, None, "application/json, text/event-stream", &body)
+            .await;
+        assert_eq!(response.status(), 200);
+        let session = response.headers()["mcp-session-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let result: Value = response.json().await.unwrap();
+        assert_eq!(result["result"]["protocolVersion"], "2025-06-18");
+        session
+    }
+}
+
+fn echo(text: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"text": text}}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stateful_sessions_are_issued_required_and_ended() {
+    let h = Harness::start_with(GENEROUS, 20, STATEFUL).await;
+    let alice = h.alice();
+    let accept = "application/json, text/event-stream";
+    let session = h.initialize(&alice).await;
+    assert_eq!(session.len(), 64);
+
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let response = h
+        .post_in(&alice, Some(&session), accept, &initialized)
+        .await;
+    assert_eq!(response.status(), 202);
+
+    let response = h.post_in(&alice, Some(&session), accept, &echo("in")).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(text_of(&body), "in");
+
+    // Without the header: 400; with an unknown id: 404. Neither reaches the upstream.
+    let response = h.post_in(&alice, None, accept, &echo("x")).await;
+    assert_eq!(response.status(), 400);
+    let response = h.post_in(&alice, Some("abc"), accept, &echo("x")).await;
+    assert_eq!(response.status(), 404);
+    assert_eq!(h.tool_calls(), 1);
+
+    // GET opens no stream here: 405 naming what is allowed.
+    let response = h
+        .http
+        .get(format!("{}/mcp", h.base))
+        .bearer_auth(&alice)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "POST, DELETE");
+
+    // DELETE ends the session; afterwards it is unknown.
+    let delete = || {
+        h.http
+            .delete(format!("{}/mcp", h.base))
+            .bearer_auth(&alice)
+            .header("mcp-session-id", &session)
+            .send()
+    };
+    assert_eq!(delete().await.unwrap().status(), 204);
+    assert_eq!(delete().await.unwrap().status(), 404);
+    let response = h.post_in(&alice, Some(&session), accept, &echo("x")).await;
+    assert_eq!(response.status(), 404);
+    assert_eq!(h.tool_calls(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hijacked_session_is_refused_and_audited() {
+    let mut h = Harness::start_with(GENEROUS, 20, STATEFUL).await;
+    let accept = "application/json, text/event-stream";
+    let session = h.initialize(&h.alice()).await;
+    // Mallory (same tenant, valid token) presents alice's session id.
+    let mallory = h.token("mallory", "acme", "user");
+    let response = h
+        .post_in(&mallory, Some(&session), accept, &echo("x"))
+        .await;
+    assert_eq!(response.status(), 404);
+    // ... and cannot end it either.
+    let response = h
+        .http
+        .delete(format!("{}/mcp", h.base))
+        .bearer_auth(&mallory)
+        .header("mcp-session-id", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    assert_eq!(h.tool_calls(), 0);
+    // Alice's session still works.
+    let response = h
+        .post_in(&h.alice(), Some(&session), accept, &echo("mine"))
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(h.tool_calls(), 1);
+
+    let report = h.shutdown().await;
+    assert_eq!(report.audit_spool_pending, 0);
+    let store = h.audit_store().await;
+    let hijacks = AuditFilter::new()
+        .category(Category::SecurityViolation)
+        .decision(Decision::Deny)
+        .subject("mallory");
+    let page = store
+        .query(&Scope::All, &hijacks, &mcp_audit::PageRequest::first(10))
+        .await
+        .unwrap();
+    assert_eq!(page.events.len(), 2, "{:?}", page.events);
+    for event in &page.events {
+        assert_eq!(event.session_id.as_deref(), Some(session.as_str()));
+        assert!(
+            event.reason.as_deref().unwrap_or("").contains("`alice`"),
+            "{event:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_stream_only_client_gets_sse_and_bad_accept_or_version_is_refused() {
+    let h = Harness::start(GENEROUS, 20).await;
+    let alice = h.alice();
+    let response = h
+        .post_in(&alice, None, "text/event-stream", &echo("streamed"))
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let text = response.text().await.unwrap();
+    let data = text
+        .strip_prefix("event: message\ndata: ")
+        .and_then(|t| t.strip_suffix("\n\n"))
+        .unwrap();
+    let body: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(text_of(&body), "streamed");
+
+    let response = h.post_in(&alice, None, "text/html", &echo("x")).await;
+    assert_eq!(response.status(), 406);
+
+    let response = h
+        .http
+        .post(format!("{}/mcp", h.base))
+        .bearer_auth(&alice)
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", "1999-01-01")
+        .body(echo("x").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(h.tool_calls(), 1);
+
+    // Stateless: no session header on initialize, DELETE is 405.
+    let response = h
+        .http
+        .delete(format!("{}/mcp", h.base))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rmcp_client_works_in_stateful_mode() {
+    use rmcp::ServiceExt;
+    use rmcp::model::CallToolRequestParams;
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+
+    let h = Harness::start_with(GENEROUS, 20, STATEFUL).await;
+    let config = StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp", h.base))
+        .auth_header(h.alice());
+    let transport = StreamableHttpClientTransport::with_client(reqwest::Client::new(), config);
+    let client = ().serve(transport).await.unwrap();
+    let mut params = CallToolRequestParams::new("echo");
+    params.arguments = json!({"text": "stateful"}).as_object().cloned();
+    let result = client.call_tool(params).await.unwrap();
+    let text = serde_json::to_value(&result).unwrap();
+    assert_eq!(text["content"][0]["text"], "stateful");
+    let _ = client.cancel().await;
+    assert_eq!(h.tool_calls(), 1);
 }
