@@ -112,6 +112,43 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<String>,
     /// A human-readable name in the protected-resource metadata.
     pub resource_name: Option<String>,
+    /// Longest time one request may take, body included, in seconds (default 60; more than
+    /// every upstream's `timeout_secs`). Beyond it the answer is 408.
+    pub request_timeout_secs: u64,
+    /// `Host` values accepted on the MCP, metadata and admin endpoints (`host` or
+    /// `host:port`; `["*"]` accepts any). Default: the public URL's host, plus `localhost`,
+    /// `127.0.0.1` and `[::1]` when listening on a loopback address.
+    pub allowed_hosts: Vec<String>,
+    /// `Origin` values accepted from browsers (`scheme://host[:port]`; `["*"]` accepts any);
+    /// a request with another `Origin` gets 403. Default: the public URL's origin, plus
+    /// `http://localhost`, `http://127.0.0.1` and `http://[::1]` (any port) when listening
+    /// on a loopback address.
+    pub allowed_origins: Vec<String>,
+    /// Refuse (403) requests that did not arrive over HTTPS, as told by a trusted proxy's
+    /// `X-Forwarded-Proto` or `Forwarded: proto=` (default false).
+    pub require_https: bool,
+    /// CORS for browser MCP clients from `allowed_origins`.
+    pub cors: CorsConfig,
+}
+
+/// `[server.cors]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct CorsConfig {
+    /// Answer preflights and add CORS headers for allowed origins (default false).
+    pub enabled: bool,
+    /// How long a browser may cache a preflight answer, in seconds (default 600).
+    pub max_age_secs: u64,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            max_age_secs: 600,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -123,6 +160,11 @@ impl Default for ServerConfig {
             shutdown_timeout_secs: 30,
             trusted_proxies: Vec::new(),
             resource_name: None,
+            request_timeout_secs: 60,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            require_https: false,
+            cors: CorsConfig::default(),
         }
     }
 }
@@ -518,6 +560,20 @@ impl Config {
         if self.server.max_body_bytes == 0 {
             return Err(invalid("server.max_body_bytes", "must be positive"));
         }
+        if self
+            .upstreams
+            .iter()
+            .any(|u| self.server.request_timeout_secs <= u.timeout_secs)
+        {
+            return Err(invalid(
+                "server.request_timeout_secs",
+                "must exceed every upstream's timeout_secs (so an upstream timeout is answered and audited)",
+            ));
+        }
+        crate::hardening::Guard::new(&self.server).map_err(|e| ConfigError::Invalid {
+            key: e.key,
+            message: e.to_string(),
+        })?;
         for net in &self.server.trusted_proxies {
             net.parse::<mcp_ratelimit::IpNet>()
                 .map_err(|e| invalid("server.trusted_proxies", format!("`{net}`: {e}")))?;
@@ -706,6 +762,8 @@ mod tests {
         assert_eq!(config.audit.sink, AuditSinkKind::Sqlite);
         assert_eq!(config.logging.format, LogFormatKind::Json);
         assert_eq!(config.sessions.mode, SessionMode::Stateful);
+        assert!(config.server.require_https && config.server.cors.enabled);
+        assert_eq!(config.server.allowed_origins.len(), 2);
         let policy = crate::build_policy(&config).unwrap();
         assert!(policy.role_names().any(|r| r == "support"));
     }
@@ -764,6 +822,14 @@ mod tests {
             ("[audit]\nsink = \"sqlite\"", "audit.path"),
             ("[audit]\nsink = \"postgres\"", "audit.url"),
             ("[sessions]\nmax_sessions = 0", "sessions.max_sessions"),
+            (
+                "[server]\nrequest_timeout_secs = 30",
+                "server.request_timeout_secs",
+            ),
+            (
+                "[server]\nallowed_hosts = [\"a b\"]",
+                "server.allowed_hosts",
+            ),
             (
                 "[server]\ntrusted_proxies = [\"nope\"]",
                 "server.trusted_proxies",

@@ -44,6 +44,7 @@ use tokio::net::TcpListener;
 use tower::{Layer, Service, ServiceExt};
 
 use crate::config::{AuditSinkKind, Config, LimitAlgorithm, SessionMode};
+use crate::hardening::{self, Guard};
 use crate::session::{Ended, SessionLimits, SessionRefusal, SessionStore};
 use crate::upstream::{Upstream, UpstreamError};
 
@@ -216,13 +217,27 @@ impl Gateway {
             core: Arc::clone(&core),
             forward,
         };
-        let router = Router::new()
+        let guard = Arc::new(Guard::new(&config.server)?);
+        let hsts = config.server.public_base().starts_with("https://");
+        // The MCP, metadata and admin endpoints sit behind the guard (HTTPS, Host, Origin,
+        // CORS, time limit); probes and scrapes reach health and metrics by any address.
+        let guarded = Router::new()
             .route(MCP_PATH, post(mcp_post).get(mcp_get).delete(mcp_delete))
+            .merge(metadata.router())
+            .layer(axum::middleware::from_fn_with_state(
+                guard,
+                hardening::guard,
+            ));
+        let router = Router::new()
             .route("/health", get(health))
             .route("/health/ready", get(ready))
             .route("/metrics", get(metrics_endpoint))
-            .merge(metadata.router())
-            .with_state(app);
+            .merge(guarded)
+            .with_state(app)
+            .layer(axum::middleware::from_fn_with_state(
+                hsts,
+                hardening::security_headers,
+            ));
         Ok(Self {
             router,
             core,

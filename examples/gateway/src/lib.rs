@@ -23,6 +23,7 @@
 pub mod config;
 pub mod demo;
 mod gateway;
+mod hardening;
 mod session;
 mod upstream;
 

@@ -20,6 +20,33 @@ use tokio::task::JoinHandle;
 
 static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
 
+/// What a harness gateway is configured with besides the fixed parts.
+#[derive(Clone, Copy)]
+struct Setup<'a> {
+    /// The body of `[rate_limit]`.
+    rate_limit: &'a str,
+    /// `auth.lockout.max_failures`.
+    lockout_failures: u32,
+    /// Keys appended to `[server]`.
+    server: &'a str,
+    /// Whole sections appended to the file.
+    extra: &'a str,
+    /// `upstreams[0].timeout_secs`.
+    upstream_timeout: u64,
+}
+
+impl Default for Setup<'_> {
+    fn default() -> Self {
+        Self {
+            rate_limit: GENEROUS,
+            lockout_failures: 20,
+            server: "",
+            extra: "",
+            upstream_timeout: 30,
+        }
+    }
+}
+
 struct Harness {
     base: String,
     http: reqwest::Client,
@@ -40,6 +67,23 @@ impl Harness {
 
     /// Like [`Harness::start`], with `extra` TOML appended (whole sections).
     async fn start_with(rate_limit: &str, lockout_failures: u32, extra: &str) -> Self {
+        Self::start_setup(&Setup {
+            rate_limit,
+            lockout_failures,
+            extra,
+            ..Setup::default()
+        })
+        .await
+    }
+
+    async fn start_setup(setup: &Setup<'_>) -> Self {
+        let Setup {
+            rate_limit,
+            lockout_failures,
+            extra,
+            server,
+            upstream_timeout,
+        } = *setup;
         let issuer = TestIssuer::start().await;
         let upstream = DemoUpstream::start().await.unwrap();
         let data_dir = std::env::temp_dir().join(format!(
@@ -55,6 +99,7 @@ impl Harness {
             [server]
             public_url = "{base}"
             shutdown_timeout_secs = 10
+            {server}
 
             [auth]
             audiences = ["{aud}"]
@@ -75,6 +120,7 @@ impl Harness {
             [[upstreams]]
             name = "demo"
             url = "{up}"
+            timeout_secs = {upstream_timeout}
 
             [audit]
             sink = "sqlite"
@@ -698,4 +744,230 @@ async fn an_rmcp_client_works_in_stateful_mode() {
     assert_eq!(text["content"][0]["text"], "stateful");
     let _ = client.cancel().await;
     assert_eq!(h.tool_calls(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_get_413_and_never_reach_the_upstream() {
+    let h = Harness::start_setup(&Setup {
+        server: "max_body_bytes = 512",
+        ..Setup::default()
+    })
+    .await;
+    let big = echo(&"x".repeat(600));
+    let response = h.post_in(&h.alice(), None, "application/json", &big).await;
+    assert_eq!(response.status(), 413);
+    let small = echo("fits");
+    let response = h
+        .post_in(&h.alice(), None, "application/json", &small)
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(h.tool_calls(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_body_never_completes_gets_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let h = Harness::start_setup(&Setup {
+        server: "request_timeout_secs = 2",
+        upstream_timeout: 1,
+        ..Setup::default()
+    })
+    .await;
+    let addr = h.base.strip_prefix("http://").unwrap();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"jsonrpc\"",
+        h.alice()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    // The gateway answers and closes; the outer timeout only bounds a broken test.
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        stream.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(read.is_ok(), "no answer");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert_eq!(h.upstream.counters().requests.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_hosts_and_origins_are_refused_and_responses_carry_security_headers() {
+    let h = Harness::start(GENEROUS, 20).await;
+    let port = h.base.rsplit(':').next().unwrap().to_owned();
+    let send = |host: Option<String>, origin: Option<&'static str>| {
+        let mut request = h
+            .http
+            .post(format!("{}/mcp", h.base))
+            .bearer_auth(h.alice())
+            .header("content-type", "application/json")
+            .body(echo("h").to_string());
+        if let Some(host) = host {
+            request = request.header("host", host);
+        }
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        request.send()
+    };
+    // DNS rebinding: a page on evil.example resolved to 127.0.0.1 sends its own Host.
+    let response = send(Some(format!("evil.example:{port}")), None)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    assert_eq!(
+        response.text().await.unwrap(),
+        r#"{"error":"host_not_allowed"}"#
+    );
+    let response = send(None, Some("http://evil.example")).await.unwrap();
+    assert_eq!(response.status(), 403);
+    assert_eq!(
+        response.text().await.unwrap(),
+        r#"{"error":"origin_not_allowed"}"#
+    );
+    assert_eq!(h.tool_calls(), 0);
+
+    // Loopback names and origins are accepted when listening on loopback.
+    let response = send(
+        Some(format!("localhost:{port}")),
+        Some("http://localhost:5173"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 200);
+    let headers = response.headers();
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert!(!headers.contains_key("access-control-allow-origin"));
+    assert!(!headers.contains_key("strict-transport-security"));
+    assert_eq!(h.tool_calls(), 1);
+
+    // Health probes are not subject to the Host check.
+    let response = h
+        .http
+        .get(format!("{}/health", h.base))
+        .header("host", "10.1.2.3:8080")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_answers_preflights_for_allowed_origins_only() {
+    let h = Harness::start_setup(&Setup {
+        server: "allowed_origins = [\"https://app.example\"]\ncors = { enabled = true, max_age_secs = 300 }",
+        ..Setup::default()
+    })
+    .await;
+    let preflight = |origin: &'static str| {
+        h.http
+            .request(reqwest::Method::OPTIONS, format!("{}/mcp", h.base))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
+            .send()
+    };
+    let response = preflight("https://app.example").await.unwrap();
+    assert_eq!(response.status(), 204);
+    let headers = response.headers();
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert_eq!(headers["access-control-max-age"], "300");
+    assert!(
+        headers["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .contains("mcp-session-id")
+    );
+    assert!(
+        headers["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("POST")
+    );
+    let response = preflight("http://localhost:3000").await.unwrap();
+    assert_eq!(response.status(), 403);
+
+    let response = h
+        .http
+        .post(format!("{}/mcp", h.base))
+        .bearer_auth(h.alice())
+        .header("origin", "https://app.example")
+        .header("content-type", "application/json")
+        .body(echo("cors").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let headers = response.headers();
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert!(
+        headers["access-control-expose-headers"]
+            .to_str()
+            .unwrap()
+            .contains("mcp-session-id")
+    );
+    // A 401 carries the CORS headers too, so the browser client can read the challenge.
+    let response = h
+        .http
+        .post(format!("{}/mcp", h.base))
+        .header("origin", "https://app.example")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn require_https_believes_forwarded_proto_only_from_trusted_proxies() {
+    for (trusted, expected) in [("127.0.0.1/32", 200), ("10.0.0.0/8", 403)] {
+        let server = format!("require_https = true\ntrusted_proxies = [\"{trusted}\"]");
+        let h = Harness::start_setup(&Setup {
+            server: &server,
+            ..Setup::default()
+        })
+        .await;
+        let send = |proto: Option<&'static str>| {
+            let mut request = h
+                .http
+                .post(format!("{}/mcp", h.base))
+                .bearer_auth(h.alice())
+                .header("content-type", "application/json")
+                .body(echo("tls").to_string());
+            if let Some(proto) = proto {
+                request = request.header("x-forwarded-proto", proto);
+            }
+            request.send()
+        };
+        let response = send(None).await.unwrap();
+        assert_eq!(response.status(), 403, "{trusted}");
+        assert_eq!(
+            response.text().await.unwrap(),
+            r#"{"error":"https_required"}"#
+        );
+        assert_eq!(send(Some("http")).await.unwrap().status(), 403, "{trusted}");
+        let response = send(Some("https")).await.unwrap();
+        assert_eq!(response.status(), expected, "{trusted}");
+        assert_eq!(h.tool_calls(), u64::from(expected == 200), "{trusted}");
+    }
 }

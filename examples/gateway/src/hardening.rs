@@ -1,0 +1,444 @@
+//! HTTP hardening around the MCP and admin endpoints: `require_https` (believing
+//! `X-Forwarded-Proto` / `Forwarded` only from trusted proxies), Host and Origin validation
+//! (DNS-rebinding protection), CORS for browser clients, a request time limit, and security
+//! headers on every response.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::header::{
+    ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
+    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE,
+    ACCESS_CONTROL_REQUEST_METHOD, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HOST,
+    ORIGIN, REFERRER_POLICY, STRICT_TRANSPORT_SECURITY, VARY, X_CONTENT_TYPE_OPTIONS,
+    X_FRAME_OPTIONS,
+};
+use http::uri::Authority;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use mcp_ratelimit::ClientIpResolver;
+
+use crate::config::ServerConfig;
+
+/// Headers a browser client may send to `/mcp` (CORS preflight answer).
+const CORS_ALLOW_HEADERS: HeaderValue = HeaderValue::from_static(
+    "authorization, content-type, accept, mcp-session-id, mcp-protocol-version, last-event-id",
+);
+/// Response headers a browser client may read.
+const CORS_EXPOSE_HEADERS: HeaderValue = HeaderValue::from_static(
+    "mcp-session-id, www-authenticate, retry-after, ratelimit, ratelimit-policy",
+);
+const CORS_ALLOW_METHODS: HeaderValue = HeaderValue::from_static("GET, POST, DELETE, OPTIONS");
+
+/// One allowed `Host` (`host` or `host:port`; without a port any port matches).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct HostRule {
+    host: String,
+    port: Option<u16>,
+}
+
+impl HostRule {
+    fn parse(text: &str) -> Option<Self> {
+        let authority: Authority = text.trim().parse().ok()?;
+        Some(Self {
+            host: authority.host().to_ascii_lowercase(),
+            port: authority.port_u16(),
+        })
+    }
+
+    fn matches(&self, host: &str, port: Option<u16>) -> bool {
+        host.eq_ignore_ascii_case(&self.host) && self.port.is_none_or(|p| Some(p) == port)
+    }
+}
+
+/// One allowed `Origin` (`scheme://host[:port]`; without a port any port matches).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct OriginRule {
+    scheme: String,
+    host: HostRule,
+}
+
+impl OriginRule {
+    fn parse(text: &str) -> Option<Self> {
+        let uri: Uri = text.trim().parse().ok()?;
+        let scheme = uri.scheme_str()?.to_ascii_lowercase();
+        let authority = uri.authority()?;
+        Some(Self {
+            scheme,
+            host: HostRule {
+                host: authority.host().to_ascii_lowercase(),
+                port: authority.port_u16(),
+            },
+        })
+    }
+
+    fn matches(&self, origin: &str) -> bool {
+        let Ok(uri) = origin.parse::<Uri>() else {
+            return false;
+        };
+        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+            return false;
+        };
+        scheme.eq_ignore_ascii_case(&self.scheme)
+            && self.host.matches(authority.host(), authority.port_u16())
+    }
+}
+
+/// Why a configured host or origin was not understood.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: `{value}` is not a valid {what}")]
+pub(crate) struct GuardConfigError {
+    pub(crate) key: &'static str,
+    value: String,
+    what: &'static str,
+}
+
+/// `None` allows anything (`["*"]`).
+type Rules<T> = Option<Vec<T>>;
+
+/// What the guard checks; built once from `[server]`.
+#[derive(Debug)]
+pub(crate) struct Guard {
+    hosts: Rules<HostRule>,
+    origins: Rules<OriginRule>,
+    cors: Option<HeaderValue>,
+    require_https: bool,
+    proxies: ClientIpResolver,
+    timeout: Duration,
+}
+
+const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
+
+impl Guard {
+    /// The guard of `server`; defaults: the public URL's host and origin, plus the loopback
+    /// names when the gateway listens on a loopback address.
+    pub(crate) fn new(server: &ServerConfig) -> Result<Self, GuardConfigError> {
+        let public: Uri = server.public_base().parse().map_err(|_| GuardConfigError {
+            key: "server.public_url",
+            value: server.public_base(),
+            what: "URL",
+        })?;
+        let loopback = server.listen.ip().is_loopback();
+        let hosts = if server.allowed_hosts.is_empty() {
+            let mut rules: Vec<HostRule> = public
+                .authority()
+                .and_then(|a| HostRule::parse(a.as_str()))
+                .into_iter()
+                .collect();
+            if loopback {
+                rules.extend(LOOPBACK_HOSTS.iter().filter_map(|h| HostRule::parse(h)));
+            }
+            Some(rules)
+        } else {
+            parse_rules(&server.allowed_hosts, "server.allowed_hosts", "host", |t| {
+                HostRule::parse(t)
+            })?
+        };
+        let origins = if server.allowed_origins.is_empty() {
+            let mut rules: Vec<OriginRule> = public
+                .authority()
+                .zip(public.scheme_str())
+                .and_then(|(a, s)| OriginRule::parse(&format!("{s}://{a}")))
+                .into_iter()
+                .collect();
+            if loopback {
+                rules.extend(
+                    LOOPBACK_HOSTS
+                        .iter()
+                        .filter_map(|h| OriginRule::parse(&format!("http://{h}"))),
+                );
+            }
+            Some(rules)
+        } else {
+            parse_rules(
+                &server.allowed_origins,
+                "server.allowed_origins",
+                "origin",
+                OriginRule::parse,
+            )?
+        };
+        let mut proxies = ClientIpResolver::new();
+        for net in &server.trusted_proxies {
+            let net = net.parse().map_err(|_| GuardConfigError {
+                key: "server.trusted_proxies",
+                value: net.clone(),
+                what: "CIDR",
+            })?;
+            proxies = proxies.trust(net);
+        }
+        Ok(Self {
+            hosts,
+            origins,
+            cors: server
+                .cors
+                .enabled
+                .then(|| HeaderValue::from(server.cors.max_age_secs)),
+            require_https: server.require_https,
+            proxies,
+            timeout: Duration::from_secs(server.request_timeout_secs),
+        })
+    }
+
+    fn host_allowed(&self, headers: &HeaderMap, uri: &Uri) -> bool {
+        let Some(rules) = &self.hosts else {
+            return true;
+        };
+        // HTTP/2 carries the host in the URI's authority instead of a Host header.
+        let authority = match headers.get(HOST).map(HeaderValue::to_str) {
+            Some(Ok(text)) => text.parse::<Authority>().ok(),
+            Some(Err(_)) => None,
+            None => uri.authority().cloned(),
+        };
+        authority.is_some_and(|a| rules.iter().any(|r| r.matches(a.host(), a.port_u16())))
+    }
+
+    fn origin_allowed(&self, origin: &str) -> bool {
+        self.origins
+            .as_ref()
+            .is_none_or(|rules| rules.iter().any(|r| r.matches(origin)))
+    }
+
+    /// Whether the request reached the gateway over HTTPS: the gateway itself serves plain
+    /// HTTP, so only a trusted proxy's `X-Forwarded-Proto` / `Forwarded: proto=` counts.
+    fn is_https(&self, peer: IpAddr, headers: &HeaderMap) -> bool {
+        if !self.proxies.is_trusted(peer) {
+            return false;
+        }
+        if let Some(proto) = headers.get("x-forwarded-proto") {
+            // The first value is the one the client-facing proxy set.
+            return proto.to_str().is_ok_and(|p| {
+                p.split(',')
+                    .next()
+                    .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
+            });
+        }
+        headers
+            .get(http::header::FORWARDED)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .is_some_and(|first| {
+                first.split(';').any(|pair| {
+                    pair.trim().split_once('=').is_some_and(|(k, v)| {
+                        k.eq_ignore_ascii_case("proto")
+                            && v.trim_matches('"').eq_ignore_ascii_case("https")
+                    })
+                })
+            })
+    }
+}
+
+fn parse_rules<T>(
+    entries: &[String],
+    key: &'static str,
+    what: &'static str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Rules<T>, GuardConfigError> {
+    if entries.iter().any(|e| e == "*") {
+        return Ok(None);
+    }
+    entries
+        .iter()
+        .map(|e| {
+            parse(e).ok_or_else(|| GuardConfigError {
+                key,
+                value: e.clone(),
+                what,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+fn refuse(status: StatusCode, error: &'static str) -> Response {
+    let mut response = Response::new(Body::from(format!(r#"{{"error":"{error}"}}"#)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// The guard middleware of the MCP, metadata and admin routes.
+pub(crate) async fn guard(
+    State(guard): State<Arc<Guard>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let headers = request.headers();
+    if guard.require_https && !guard.is_https(peer.ip(), headers) {
+        tracing::debug!(peer = %peer.ip(), "refused: HTTPS required");
+        return refuse(StatusCode::FORBIDDEN, "https_required");
+    }
+    if !guard.host_allowed(headers, request.uri()) {
+        tracing::debug!(host = ?headers.get(HOST), "refused: Host not allowed");
+        return refuse(StatusCode::FORBIDDEN, "host_not_allowed");
+    }
+    // Browsers send Origin on cross-origin (and some same-origin) requests; other clients
+    // do not, and are not subject to DNS rebinding.
+    let origin = match headers.get(ORIGIN) {
+        None => None,
+        Some(value) => match value.to_str() {
+            Ok(text) if guard.origin_allowed(text) => Some(value.clone()),
+            _ => {
+                tracing::debug!(origin = ?value, "refused: Origin not allowed");
+                return refuse(StatusCode::FORBIDDEN, "origin_not_allowed");
+            }
+        },
+    };
+    let cors = guard.cors.as_ref().zip(origin);
+    if request.method() == Method::OPTIONS
+        && headers.contains_key(ACCESS_CONTROL_REQUEST_METHOD)
+        && let Some((max_age, origin)) = &cors
+    {
+        let mut response = StatusCode::NO_CONTENT.into_response();
+        let h = response.headers_mut();
+        h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, (*origin).clone());
+        h.insert(ACCESS_CONTROL_ALLOW_METHODS, CORS_ALLOW_METHODS);
+        h.insert(ACCESS_CONTROL_ALLOW_HEADERS, CORS_ALLOW_HEADERS);
+        h.insert(ACCESS_CONTROL_MAX_AGE, (*max_age).clone());
+        h.insert(VARY, HeaderValue::from_static("origin"));
+        return response;
+    }
+    let mut response = match tokio::time::timeout(guard.timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(limit = ?guard.timeout, "request time limit reached");
+            let mut response = refuse(StatusCode::REQUEST_TIMEOUT, "request_timeout");
+            response
+                .headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
+    };
+    let h = response.headers_mut();
+    if let Some((_, origin)) = cors {
+        h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        h.insert(ACCESS_CONTROL_EXPOSE_HEADERS, CORS_EXPOSE_HEADERS);
+        h.append(VARY, HeaderValue::from_static("origin"));
+    }
+    // Bearer tokens, not cookies: credentials mode is never needed.
+    h.remove(ACCESS_CONTROL_ALLOW_CREDENTIALS);
+    if !h.contains_key(CACHE_CONTROL) {
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// Security headers on every response; HSTS when the public URL is HTTPS.
+pub(crate) async fn security_headers(
+    State(hsts): State<bool>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+    );
+    if hsts {
+        h.insert(
+            STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(toml: &str) -> ServerConfig {
+        toml::from_str(toml).unwrap()
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| (http::HeaderName::from_static(k), v.parse().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn default_hosts_are_the_public_url_and_loopback_names_when_listening_on_loopback() {
+        let g = Guard::new(&server(r#"public_url = "https://mcp.example.com""#)).unwrap();
+        let uri = Uri::from_static("/mcp");
+        for ok in [
+            "mcp.example.com",
+            "MCP.example.com:443",
+            "localhost:8080",
+            "[::1]:1",
+        ] {
+            assert!(g.host_allowed(&headers(&[("host", ok)]), &uri), "{ok}");
+        }
+        for bad in ["evil.example", "mcp.example.com.evil.example", "", "a b"] {
+            assert!(!g.host_allowed(&headers(&[("host", bad)]), &uri), "{bad}");
+        }
+        // HTTP/2: the authority comes from the URI.
+        assert!(g.host_allowed(
+            &HeaderMap::new(),
+            &Uri::from_static("https://mcp.example.com/mcp")
+        ));
+        assert!(!g.host_allowed(&HeaderMap::new(), &uri));
+
+        let public = Guard::new(&server(
+            "listen = \"0.0.0.0:8080\"\npublic_url = \"https://mcp.example.com:8443\"",
+        ))
+        .unwrap();
+        assert!(public.host_allowed(&headers(&[("host", "mcp.example.com:8443")]), &uri));
+        assert!(!public.host_allowed(&headers(&[("host", "mcp.example.com:9000")]), &uri));
+        assert!(!public.host_allowed(&headers(&[("host", "localhost:8080")]), &uri));
+    }
+
+    #[test]
+    fn configured_hosts_and_origins_replace_the_defaults_and_star_allows_all() {
+        let g = Guard::new(&server(
+            "allowed_hosts = [\"gw.internal:9000\"]\nallowed_origins = [\"https://app.example\"]",
+        ))
+        .unwrap();
+        let uri = Uri::from_static("/mcp");
+        assert!(g.host_allowed(&headers(&[("host", "gw.internal:9000")]), &uri));
+        assert!(!g.host_allowed(&headers(&[("host", "localhost:8080")]), &uri));
+        assert!(g.origin_allowed("https://app.example"));
+        assert!(g.origin_allowed("https://app.example:444"));
+        assert!(!g.origin_allowed("http://app.example"));
+        assert!(!g.origin_allowed("null"));
+        assert!(!g.origin_allowed("http://localhost:3000"));
+
+        let any = Guard::new(&server(
+            "allowed_hosts = [\"*\"]\nallowed_origins = [\"*\"]",
+        ))
+        .unwrap();
+        assert!(any.host_allowed(&headers(&[("host", "anything")]), &uri));
+        assert!(any.origin_allowed("null"));
+
+        let err = Guard::new(&server("allowed_origins = [\"not an origin\"]")).unwrap_err();
+        assert!(err.to_string().contains("server.allowed_origins"), "{err}");
+    }
+
+    #[test]
+    fn forwarded_proto_counts_only_from_trusted_proxies() {
+        let g = Guard::new(&server(
+            "require_https = true\ntrusted_proxies = [\"10.0.0.0/8\"]",
+        ))
+        .unwrap();
+        let proxy: IpAddr = "10.1.2.3".parse().unwrap();
+        let stranger: IpAddr = "203.0.113.9".parse().unwrap();
+        let https = headers(&[("x-forwarded-proto", "https")]);
+        assert!(g.is_https(proxy, &https));
+        assert!(!g.is_https(stranger, &https));
+        assert!(!g.is_https(proxy, &headers(&[("x-forwarded-proto", "http, https")])));
+        assert!(g.is_https(proxy, &headers(&[("forwarded", "for=1.2.3.4;proto=https")])));
+        assert!(!g.is_https(proxy, &headers(&[("forwarded", "for=1.2.3.4;proto=http")])));
+        assert!(!g.is_https(proxy, &HeaderMap::new()));
+    }
+}
