@@ -223,7 +223,7 @@ pub enum SessionMode {
 }
 
 /// `[auth]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct AuthConfig {
@@ -240,6 +240,23 @@ pub struct AuthConfig {
     pub claims: ClaimsConfig,
     /// Brute-force lockout after failed authentications.
     pub lockout: LockoutSection,
+    /// The longest lifetime of an accepted token, in seconds (default 86400): how long a
+    /// revocation without a known expiry is kept.
+    pub max_token_lifetime_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            oidc: None,
+            audiences: Vec::new(),
+            required_scope: None,
+            scopes_supported: Vec::new(),
+            claims: ClaimsConfig::default(),
+            lockout: LockoutSection::default(),
+            max_token_lifetime_secs: 86_400,
+        }
+    }
 }
 
 /// `[auth.oidc]`.
@@ -766,6 +783,8 @@ mod tests {
         assert_eq!(config.server.allowed_origins.len(), 2);
         let policy = crate::build_policy(&config).unwrap();
         assert!(policy.role_names().any(|r| r == "support"));
+        assert!(policy.role_names().any(|r| r == "platform_admin"));
+        assert_eq!(config.auth.max_token_lifetime_secs, 86_400);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use mcp_auth_core::jwks::JwksCache;
 use mcp_auth_core::jwt::{Algorithm, JwtAuthenticator, JwtValidator, KeyResolver, KeySet};
 use mcp_auth_core::{
     AuthChain, AuthError, AuthRejection, ChallengeConfig, CredentialExtractor, LocalIssuer,
-    MemoryRevocationStore, Principal, ProtectedResourceMetadata, TokenRejection,
+    MemoryRevocationStore, Principal, ProtectedResourceMetadata, RevocationStore, TokenRejection,
 };
 use mcp_metrics::{
     AuthLimitReason, AuthOutcome, McpMetrics, McpRequestInfo, MetricsConfig, MetricsLayer,
@@ -47,6 +47,12 @@ use crate::config::{AuditSinkKind, Config, LimitAlgorithm, SessionMode};
 use crate::hardening::{self, Guard};
 use crate::session::{Ended, SessionLimits, SessionRefusal, SessionStore};
 use crate::upstream::{Upstream, UpstreamError};
+
+mod admin;
+
+/// The tenant gateway-wide admin actions are asked about: no token's home tenant, so only
+/// rules marked `cross_tenant` (or a role granted in tenant `*`) allow them.
+const GLOBAL_TENANT: &str = "*";
 
 /// The path of the MCP endpoint.
 pub const MCP_PATH: &str = "/mcp";
@@ -103,6 +109,8 @@ struct Core {
     jwks: Option<Arc<JwksCache>>,
     /// Stateful mode's sessions; `None` when stateless.
     sessions: Option<SessionStore>,
+    /// What the admin API needs besides the request path.
+    admin: admin::AdminState,
 }
 
 /// The axum state: the shared core and the metrics-wrapped authorize-and-forward service.
@@ -150,15 +158,21 @@ impl Gateway {
         let base = config.server.public_base();
         let resource = format!("{base}{MCP_PATH}");
 
-        let (authenticator, jwks, authorization_server) =
-            build_authenticator(config, &resource, options.local_issuer.as_deref()).await?;
+        let revocation: Arc<dyn RevocationStore> = Arc::new(MemoryRevocationStore::new());
+        let (authenticator, jwks, authorization_server) = build_authenticator(
+            config,
+            &resource,
+            options.local_issuer.as_deref(),
+            Arc::clone(&revocation),
+        )
+        .await?;
         let scopes: Vec<String> = if config.auth.scopes_supported.is_empty() {
             config.auth.required_scope.iter().cloned().collect()
         } else {
             config.auth.scopes_supported.clone()
         };
         let mut metadata = ProtectedResourceMetadata::builder(resource.as_str())
-            .authorization_server(authorization_server)
+            .authorization_server(authorization_server.clone())
             .scopes_supported(scopes);
         if let Some(name) = &config.server.resource_name {
             metadata = metadata.resource_name(name.as_str());
@@ -202,6 +216,12 @@ impl Gateway {
             metrics: Arc::clone(&metrics),
             max_body: config.server.max_body_bytes,
             jwks,
+            admin: admin::AdminState::new(
+                config,
+                revocation,
+                audit_store.clone(),
+                authorization_server.clone(),
+            ),
             sessions: (config.sessions.mode == SessionMode::Stateful).then(|| {
                 SessionStore::new(SessionLimits {
                     max_sessions: config.sessions.max_sessions,
@@ -223,6 +243,7 @@ impl Gateway {
         // CORS, time limit); probes and scrapes reach health and metrics by any address.
         let guarded = Router::new()
             .route(MCP_PATH, post(mcp_post).get(mcp_get).delete(mcp_delete))
+            .merge(admin::router())
             .merge(metadata.router())
             .layer(axum::middleware::from_fn_with_state(
                 guard,
@@ -333,6 +354,7 @@ async fn build_authenticator(
     config: &Config,
     resource: &str,
     local: Option<&LocalIssuer>,
+    revocation: Arc<dyn RevocationStore>,
 ) -> anyhow::Result<(JwtAuthenticator, Option<Arc<JwksCache>>, String)> {
     let mapping = ClaimMapping::new()
         .subject_claims(config.auth.claims.subject.iter().map(String::as_str))
@@ -385,7 +407,7 @@ async fn build_authenticator(
     };
     let authenticator = JwtAuthenticator::builder(validator, keys)
         .claim_mapping(mapping)
-        .revocation(Arc::new(MemoryRevocationStore::new()))
+        .revocation(revocation)
         .build();
     Ok((authenticator, jwks, issuer))
 }
@@ -909,6 +931,9 @@ impl Core {
             _ => AuthOutcome::InvalidCredentials,
         };
         self.metrics.record_auth(None, AUTH_METHOD, outcome);
+        if error.is_credential_failure() {
+            self.admin.auth_failures.record(Instant::now());
+        }
         let mut event = AuditEvent::new(Category::Authentication)
             .client_ip(ip)
             .auth_method(AUTH_METHOD)

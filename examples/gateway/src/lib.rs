@@ -16,8 +16,8 @@
 //!   in-process demo upstream.
 //!
 //! Endpoints: `POST /mcp` (Streamable HTTP, stateless or stateful, JSON or SSE responses),
-//! `DELETE /mcp` (ends a session), `GET /health`,
-//! `GET /health/ready`, `GET /metrics`, and the RFC 9728 metadata at
+//! `DELETE /mcp` (ends a session), the admin API under `/api/v1/admin/`, `GET /health`,
+//! `GET /health/ready`, `GET /health/security`, `GET /metrics`, and the RFC 9728 metadata at
 //! `/.well-known/oauth-protected-resource` and `/.well-known/oauth-protected-resource/mcp`.
 
 pub mod config;

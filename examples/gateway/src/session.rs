@@ -256,6 +256,41 @@ impl SessionStore {
         }
         inner.remove(id, now).ok_or(SessionRefusal::Unknown)
     }
+
+    /// Live sessions and distinct principals holding them, of `tenant` (all when `None`),
+    /// as of `now` (idle sessions not yet swept are not counted).
+    pub(crate) fn census(&self, tenant: Option<&str>, now: Instant) -> SessionCensus {
+        let inner = self.lock();
+        let live = |s: &&Session| {
+            now.saturating_duration_since(s.last_seen) <= self.limits.idle_timeout
+                && tenant.is_none_or(|t| s.tenant.as_deref() == Some(t))
+        };
+        let sessions = inner.sessions.values().filter(live).count();
+        let mut users: Vec<(&Option<Box<str>>, &str)> = inner
+            .sessions
+            .values()
+            .filter(live)
+            .map(|s| (&s.tenant, &*s.subject))
+            .collect();
+        users.sort_unstable();
+        users.dedup();
+        SessionCensus {
+            sessions,
+            users: users.len(),
+            max_sessions: self.limits.max_sessions,
+        }
+    }
+}
+
+/// What [`SessionStore::census`] counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct SessionCensus {
+    /// Live sessions.
+    pub(crate) sessions: usize,
+    /// Distinct principals holding them.
+    pub(crate) users: usize,
+    /// The configured cap (of all tenants together).
+    pub(crate) max_sessions: usize,
 }
 
 #[cfg(test)]
@@ -356,6 +391,7 @@ mod tests {
         let (refusal, ended) = s.touch(&idle, &alice, later).unwrap_err();
         assert_eq!(refusal, SessionRefusal::Unknown);
         assert_eq!(ended.unwrap().lifetime, Duration::from_secs(100));
+        assert_eq!(s.census(None, later).sessions, 1);
     }
 
     #[test]
@@ -388,6 +424,17 @@ mod tests {
         let now = t0 + Duration::from_secs(4);
         assert!(s.touch(&first, &alice, now).is_ok());
         assert!(s.touch(&third, &alice, now).is_ok());
+        // Others are unaffected by alice's share.
+        s.create(&principal("bob", "acme"), now).unwrap();
+        assert_eq!(
+            s.census(Some("acme"), now),
+            SessionCensus {
+                sessions: 3,
+                users: 2,
+                max_sessions: 10
+            }
+        );
+        assert_eq!(s.census(Some("globex"), now).sessions, 0);
         assert_eq!(
             s.touch(&second, &alice, now).unwrap_err().0,
             SessionRefusal::Unknown

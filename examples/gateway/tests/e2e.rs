@@ -33,6 +33,8 @@ struct Setup<'a> {
     extra: &'a str,
     /// `upstreams[0].timeout_secs`.
     upstream_timeout: u64,
+    /// Keys appended to `[rbac]`.
+    rbac: &'a str,
 }
 
 impl Default for Setup<'_> {
@@ -43,6 +45,7 @@ impl Default for Setup<'_> {
             server: "",
             extra: "",
             upstream_timeout: 30,
+            rbac: "",
         }
     }
 }
@@ -83,6 +86,7 @@ impl Harness {
             extra,
             server,
             upstream_timeout,
+            rbac,
         } = *setup;
         let issuer = TestIssuer::start().await;
         let upstream = DemoUpstream::start().await.unwrap();
@@ -113,6 +117,7 @@ impl Harness {
 
             [rbac]
             tenant_bound_arguments = [{{ tool = "tenant_data", argument = "tenant" }}]
+            {rbac}
 
             [rate_limit]
             {rate_limit}
@@ -970,4 +975,329 @@ async fn require_https_believes_forwarded_proto_only_from_trusted_proxies() {
         assert_eq!(response.status(), expected, "{trusted}");
         assert_eq!(h.tool_calls(), u64::from(expected == 200), "{trusted}");
     }
+}
+
+/// A role that may perform every admin action in every tenant (`cross_tenant`); the
+/// predefined `admin` role acts in its own tenant only.
+const PLATFORM_ADMIN: &str = r#"policy = """
+[roles.platform_admin]
+allow = [{ action = "admin:*", cross_tenant = true }]
+""""#;
+
+impl Harness {
+    async fn admin_get(&self, token: Option<&str>, path: &str) -> (u16, Value) {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn admin_post(&self, token: &str, path: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Polls the audit endpoint as `token` until `at_least` events match `query`; the
+    /// writer batches, so events land shortly after the requests. Bounded: 100 x 50 ms.
+    async fn audit_events(&self, token: &str, query: &str, at_least: usize) -> Vec<Value> {
+        let mut events = Vec::new();
+        for _ in 0..100 {
+            let (status, body) = self
+                .admin_get(Some(token), &format!("/api/v1/admin/audit?{query}"))
+                .await;
+            assert_eq!(status, 200, "{body}");
+            events = body["events"].as_array().cloned().unwrap_or_default();
+            if events.len() >= at_least {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        events
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_wide_admin_endpoints_need_a_cross_tenant_admin() {
+    let h = Harness::start_setup(&Setup {
+        rbac: PLATFORM_ADMIN,
+        ..Setup::default()
+    })
+    .await;
+    let platform = h.token("ops", "acme", "platform_admin");
+    let tenant_admin = h.token("root", "acme", "admin");
+    assert_eq!(h.post(Some("bad.token.x"), "{}").await.status(), 401);
+    for path in [
+        "/api/v1/admin/rate-limiting-performance",
+        "/api/v1/admin/token-refresh-status",
+        "/health/security",
+    ] {
+        let (status, body) = h.admin_get(Some(&platform), path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        for refused in [&tenant_admin, &h.alice()] {
+            let (status, body) = h.admin_get(Some(refused), path).await;
+            assert_eq!(status, 403, "{path}: {body}");
+            assert_eq!(body["error"], "forbidden");
+        }
+        let (status, _) = h.admin_get(None, path).await;
+        assert_eq!(status, 401, "{path}");
+    }
+    let (_, security) = h.admin_get(Some(&platform), "/health/security").await;
+    assert_eq!(security["rate_limiting"]["enabled"], true);
+    assert_eq!(security["https_required"], false);
+    assert_eq!(security["key_source"]["kind"], "jwks");
+    assert_eq!(security["key_source"]["loaded"], true);
+    assert_eq!(security["failed_authentications_last_hour"], 1);
+    let (_, perf) = h
+        .admin_get(Some(&platform), "/api/v1/admin/rate-limiting-performance")
+        .await;
+    assert_eq!(perf["rules"], json!(["user"]));
+    assert!(perf["decisions"]["allowed"].as_u64().is_some());
+    let (_, keys) = h
+        .admin_get(Some(&platform), "/api/v1/admin/token-refresh-status")
+        .await;
+    assert_eq!(keys["keys"]["issuer"], h.issuer.issuer_url());
+    assert!(keys["keys"]["keys"].as_u64().unwrap() >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_query_and_export_are_tenant_scoped() {
+    let h = Harness::start_setup(&Setup {
+        rbac: PLATFORM_ADMIN,
+        ..Setup::default()
+    })
+    .await;
+    let bob = h.token("bob", "globex", "user");
+    for token in [h.alice(), bob] {
+        let (status, _) = h.call_tool(&token, "echo", json!({"text": "a"})).await;
+        assert_eq!(status, 200);
+    }
+    let acme_admin = h.token("root", "acme", "admin");
+    let tool_calls = "category=tool_call";
+    let events = h.audit_events(&acme_admin, tool_calls, 1).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["actor"]["subject"], "alice");
+    assert_eq!(events[0]["actor"]["tenant"], "acme");
+    // Naming another tenant, or all of them, is refused to a tenant admin.
+    for other in ["globex", "*"] {
+        let (status, _) = h
+            .admin_get(
+                Some(&acme_admin),
+                &format!("/api/v1/admin/audit?tenant={}", other.replace('*', "%2A")),
+            )
+            .await;
+        assert_eq!(status, 403, "{other}");
+    }
+    let (status, _) = h.admin_get(Some(&h.alice()), "/api/v1/admin/audit").await;
+    assert_eq!(status, 403);
+
+    let platform = h.token("ops", "acme", "platform_admin");
+    let all = h
+        .audit_events(&platform, "tenant=%2A&category=tool_call", 2)
+        .await;
+    assert_eq!(all.len(), 2, "{all:?}");
+    let globex = h
+        .audit_events(&platform, "tenant=globex&category=tool_call", 1)
+        .await;
+    assert_eq!(globex.len(), 1);
+    assert_eq!(globex[0]["actor"]["subject"], "bob");
+
+    let response = h
+        .http
+        .get(format!(
+            "{}/api/v1/admin/audit/export?format=jsonl&category=tool_call",
+            h.base
+        ))
+        .bearer_auth(&acme_admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/x-ndjson");
+    let text = response.text().await.unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert_eq!(lines[0]["actor"]["tenant"], "acme");
+    let response = h
+        .http
+        .get(format!(
+            "{}/api/v1/admin/audit/export?format=csv&tenant=%2A&category=tool_call",
+            h.base
+        ))
+        .bearer_auth(&platform)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let csv = response.text().await.unwrap();
+    assert!(csv.starts_with("id,time,category"), "{csv}");
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    let response = h
+        .http
+        .get(format!(
+            "{}/api/v1/admin/audit/export?tenant=globex",
+            h.base
+        ))
+        .bearer_auth(&acme_admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let (status, _) = h
+        .admin_get(Some(&acme_admin), "/api/v1/admin/audit?category=nonsense")
+        .await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_tokens_and_subjects_are_refused() {
+    let h = Harness::start_setup(&Setup {
+        rbac: PLATFORM_ADMIN,
+        ..Setup::default()
+    })
+    .await;
+    let platform = h.token("ops", "acme", "platform_admin");
+    let claims = |sub: &str, jti: &str| json!({"sub": sub, "tid": "acme", "roles": ["user"], "scope": "mcp:tools", "jti": jti});
+    let revoked = h.issuer.mint(claims("alice", "alice-1"));
+    let other = h.issuer.mint(claims("alice", "alice-2"));
+    let (status, _) = h.call_tool(&revoked, "echo", json!({"text": "a"})).await;
+    assert_eq!(status, 200);
+
+    // A tenant admin may not revoke (token ids and subjects are gateway-wide).
+    let tenant_admin = h.token("root", "acme", "admin");
+    let revoke = "/api/v1/admin/tokens/revoke";
+    let (status, _) = h
+        .admin_post(&tenant_admin, revoke, &json!({"jti": "alice-1"}))
+        .await;
+    assert_eq!(status, 403);
+    let (status, _) = h
+        .admin_post(&h.alice(), revoke, &json!({"subject": "bob"}))
+        .await;
+    assert_eq!(status, 403);
+
+    let (status, body) = h
+        .admin_post(&platform, revoke, &json!({"jti": "alice-1"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = h.call_tool(&revoked, "echo", json!({"text": "a"})).await;
+    assert_eq!(status, 401);
+    let (status, _) = h.call_tool(&other, "echo", json!({"text": "a"})).await;
+    assert_eq!(status, 200);
+
+    let bob = h.token("bob", "globex", "user");
+    let (status, _) = h
+        .admin_post(&platform, revoke, &json!({"subject": "bob"}))
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = h.call_tool(&bob, "echo", json!({"text": "a"})).await;
+    assert_eq!(status, 401);
+
+    let (status, _) = h
+        .admin_post(&platform, revoke, &json!({"jti": "x", "subject": "y"}))
+        .await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_reload_reads_the_policy_file_again() {
+    let dir = std::env::temp_dir().join(format!(
+        "mcp-gateway-policy-{}-{}",
+        std::process::id(),
+        NEXT_DIR.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("policy.toml");
+    std::fs::write(&file, "version = 1\n").unwrap();
+    let rbac = format!(
+        "{PLATFORM_ADMIN}\npolicy_file = {}",
+        toml::Value::String(file.display().to_string())
+    );
+    let h = Harness::start_setup(&Setup {
+        rbac: &rbac,
+        ..Setup::default()
+    })
+    .await;
+    let auditor = h.token("carol", "acme", "auditor");
+    let (status, _) = h.call_tool(&auditor, "admin.stats", json!({})).await;
+    assert_eq!(status, 403);
+
+    std::fs::write(
+        &file,
+        "version = 1\n[roles.auditor]\nallow = [{ action = \"tools/call\", resource = \"admin.stats\" }]\n",
+    )
+    .unwrap();
+    let reload = "/api/v1/admin/policy/reload";
+    let tenant_admin = h.token("root", "acme", "admin");
+    let (status, _) = h.admin_post(&tenant_admin, reload, &json!({})).await;
+    assert_eq!(status, 403);
+    let platform = h.token("ops", "acme", "platform_admin");
+    let (status, body) = h.admin_post(&platform, reload, &json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["generation"], 1);
+    let (status, _) = h.call_tool(&auditor, "admin.stats", json!({})).await;
+    assert_eq!(status, 200);
+
+    // A broken file is reported and the policy in force stays.
+    std::fs::write(&file, "[roles.auditor\n").unwrap();
+    let (status, body) = h.admin_post(&platform, reload, &json!({})).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("policy.toml"),
+        "{body}"
+    );
+    let (status, _) = h.call_tool(&auditor, "admin.stats", json!({})).await;
+    assert_eq!(status, 200);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_user_status_counts_sessions_per_tenant() {
+    let extra = format!("{STATEFUL}\n");
+    let h = Harness::start_setup(&Setup {
+        rbac: PLATFORM_ADMIN,
+        extra: &extra,
+        ..Setup::default()
+    })
+    .await;
+    h.initialize(&h.alice()).await;
+    h.initialize(&h.alice()).await;
+    h.initialize(&h.token("bob", "globex", "user")).await;
+    let path = "/api/v1/admin/multi-user-status";
+    let acme_admin = h.token("root", "acme", "admin");
+    let (status, body) = h.admin_get(Some(&acme_admin), path).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["tenant"], "acme");
+    assert_eq!(body["mode"], "stateful");
+    assert_eq!(body["sessions"]["sessions"], 2);
+    assert_eq!(body["sessions"]["users"], 1);
+    let (status, _) = h
+        .admin_get(Some(&acme_admin), &format!("{path}?tenant=globex"))
+        .await;
+    assert_eq!(status, 403);
+    let (status, _) = h.admin_get(Some(&h.alice()), path).await;
+    assert_eq!(status, 403);
+    let platform = h.token("ops", "acme", "platform_admin");
+    let (status, body) = h
+        .admin_get(Some(&platform), &format!("{path}?tenant=%2A"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["sessions"]["sessions"], 3);
+    assert_eq!(body["sessions"]["users"], 2);
 }
