@@ -392,6 +392,36 @@ pub struct RateLimitConfig {
     pub algorithm: LimitAlgorithm,
     /// Tools that cost more than one unit.
     pub tool_costs: BTreeMap<String, u32>,
+    /// Weighted tenant fair share of one global budget (off when absent).
+    pub fair_share: Option<FairShareSection>,
+}
+
+/// `[rate_limit.fair_share]`: tenants share `limit` units per `window_secs` by weight; a
+/// tenant may burst to `burst_factor` x its share while capacity no active tenant is owed
+/// remains.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct FairShareSection {
+    /// Units all tenants together may use per window.
+    pub limit: u32,
+    /// The sliding window, in seconds (default 300).
+    #[serde(default = "default_fair_window")]
+    pub window_secs: u64,
+    /// How far above its share a tenant may go while capacity remains (default 1.5).
+    #[serde(default = "default_burst_factor")]
+    pub burst_factor: f64,
+    /// Weights of named tenants (others weigh 1).
+    #[serde(default)]
+    pub weights: BTreeMap<String, u32>,
+}
+
+fn default_fair_window() -> u64 {
+    300
+}
+
+fn default_burst_factor() -> f64 {
+    1.5
 }
 
 impl Default for RateLimitConfig {
@@ -404,6 +434,7 @@ impl Default for RateLimitConfig {
             per_tool: None,
             algorithm: LimitAlgorithm::Gcra,
             tool_costs: BTreeMap::new(),
+            fair_share: None,
         }
     }
 }
@@ -634,6 +665,10 @@ impl Config {
                     .map_err(|e| invalid(key, format!("`{q}`: {e}")))?;
             }
         }
+        if let Some(fair) = &self.rate_limit.fair_share {
+            crate::gateway::build_fair_share(fair)
+                .map_err(|e| invalid("rate_limit.fair_share", e.to_string()))?;
+        }
         if self.rate_limit.tool_costs.values().any(|c| *c == 0) {
             return Err(invalid("rate_limit.tool_costs", "costs must be positive"));
         }
@@ -785,6 +820,14 @@ mod tests {
         assert!(policy.role_names().any(|r| r == "support"));
         assert!(policy.role_names().any(|r| r == "platform_admin"));
         assert_eq!(config.auth.max_token_lifetime_secs, 86_400);
+        assert_eq!(
+            config
+                .rate_limit
+                .fair_share
+                .as_ref()
+                .map(|f| f.weights["acme"]),
+            Some(3)
+        );
     }
 
     #[test]
@@ -841,6 +884,10 @@ mod tests {
             ("[audit]\nsink = \"sqlite\"", "audit.path"),
             ("[audit]\nsink = \"postgres\"", "audit.url"),
             ("[sessions]\nmax_sessions = 0", "sessions.max_sessions"),
+            (
+                "[rate_limit.fair_share]\nlimit = 10\nburst_factor = 0.5",
+                "rate_limit.fair_share",
+            ),
             (
                 "[server]\nrequest_timeout_secs = 30",
                 "server.request_timeout_secs",

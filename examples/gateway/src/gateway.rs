@@ -32,8 +32,8 @@ use mcp_metrics::{
     MetricsService, RateLimitScope, RequestRecord,
 };
 use mcp_ratelimit::{
-    ClientIpResolver, LockoutConfig, LockoutStatus, LoginLockout, MemoryStore, RateLimiter,
-    RequestKeys, Rule, Scope,
+    ClientIpResolver, FairShare, FairShareConfig, LockoutConfig, LockoutStatus, LoginLockout,
+    MemoryStore, RateLimiter, RequestKeys, Rule, Scope,
 };
 use mcp_rbac::{Binding, ListKind, Policy, PolicyBuilder, PolicyHandle, Reason};
 use rmcp::model::{
@@ -43,7 +43,7 @@ use rmcp::model::{
 use tokio::net::TcpListener;
 use tower::{Layer, Service, ServiceExt};
 
-use crate::config::{AuditSinkKind, Config, LimitAlgorithm, SessionMode};
+use crate::config::{AuditSinkKind, Config, FairShareSection, LimitAlgorithm, SessionMode};
 use crate::hardening::{self, Guard};
 use crate::session::{Ended, SessionLimits, SessionRefusal, SessionStore};
 use crate::upstream::{Upstream, UpstreamError};
@@ -99,6 +99,8 @@ struct Core {
     challenge: ChallengeConfig,
     lockout: LoginLockout<MemoryStore>,
     limiter: RateLimiter<MemoryStore>,
+    /// Weighted tenant fair share, when configured.
+    fair_share: Option<FairShare>,
     ip_resolver: ClientIpResolver,
     policy: PolicyHandle,
     required_scope: Option<String>,
@@ -208,6 +210,12 @@ impl Gateway {
             challenge,
             lockout,
             limiter,
+            fair_share: config
+                .rate_limit
+                .fair_share
+                .as_ref()
+                .map(build_fair_share)
+                .transpose()?,
             ip_resolver,
             policy: PolicyHandle::new(policy),
             required_scope: config.auth.required_scope.clone(),
@@ -439,6 +447,20 @@ pub fn build_policy(config: &Config) -> anyhow::Result<Policy> {
         );
     }
     Ok(builder.build()?)
+}
+
+/// The fair-share limiter of `[rate_limit.fair_share]`.
+pub(crate) fn build_fair_share(section: &FairShareSection) -> anyhow::Result<FairShare> {
+    let limit = NonZeroU32::new(section.limit).context("limit must be positive")?;
+    anyhow::ensure!(section.window_secs > 0, "window_secs must be positive");
+    let mut config = FairShareConfig::new(limit, Duration::from_secs(section.window_secs))
+        .burst_factor(section.burst_factor);
+    for (tenant, weight) in &section.weights {
+        let weight = NonZeroU32::new(*weight)
+            .with_context(|| format!("weight of `{tenant}` must be positive"))?;
+        config = config.weight(tenant.as_str(), weight);
+    }
+    Ok(FairShare::new(config)?)
 }
 
 fn build_limiter(config: &Config) -> anyhow::Result<RateLimiter<MemoryStore>> {
@@ -1265,6 +1287,35 @@ async fn mcp_post(
         );
         core.observe(method, tool, principal.tenant(), response.status(), start);
         return response;
+    }
+
+    if let (Some(fair), Some(tenant)) = (&core.fair_share, principal.tenant()) {
+        let verdict = fair.check(tenant, 1);
+        if !verdict.allowed {
+            let method = parsed_request.map(|r| r.request.method());
+            core.metrics
+                .record_rate_limit_hit(Some(tenant), RateLimitScope::Tenant);
+            let mut event = AuditEvent::new(Category::RateLimit)
+                .subject(principal.subject())
+                .tenant(tenant)
+                .client_ip(ip)
+                .decision(
+                    mcp_audit::Decision::Deny,
+                    format!("tenant fair share ({:?})", verdict.reason),
+                )
+                .outcome(OutcomeStatus::Failure, Some(429), Some(start.elapsed()));
+            if let Some(method) = method {
+                event = event.method(method);
+            }
+            core.audit(event);
+            let response = too_many_requests(
+                Duration::from_secs(1),
+                parsed_request.map(|r| r.id.clone()),
+                None,
+            );
+            core.observe(method, tool, Some(tenant), response.status(), start);
+            return response;
+        }
     }
 
     let request = match parsed {

@@ -1301,3 +1301,51 @@ async fn multi_user_status_counts_sessions_per_tenant() {
     assert_eq!(body["sessions"]["sessions"], 3);
     assert_eq!(body["sessions"]["users"], 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_fair_share_limits_a_tenant_and_reports_per_tenant() {
+    let h = Harness::start_setup(&Setup {
+        rate_limit: "per_user = \"1000/min burst 1000\"\n[rate_limit.fair_share]\nlimit = 4\nwindow_secs = 3600\nburst_factor = 1.0\nweights = { acme = 1, globex = 1 }",
+        rbac: PLATFORM_ADMIN,
+        ..Setup::default()
+    })
+    .await;
+    // Two tenants of weight 1 share 4 units: acme's share is 2.
+    let alice = h.alice();
+    for _ in 0..2 {
+        let (status, _) = h.call_tool(&alice, "echo", json!({"text": "f"})).await;
+        assert_eq!(status, 200);
+    }
+    let response = h
+        .post_in(&alice, None, "application/json", &echo("f"))
+        .await;
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    assert_eq!(h.tool_calls(), 2);
+    let bob = h.token("bob", "globex", "user");
+    let (status, _) = h.call_tool(&bob, "echo", json!({"text": "f"})).await;
+    assert_eq!(status, 200);
+
+    let acme_admin = h.token("root", "acme", "admin");
+    let (status, body) = h
+        .admin_get(Some(&acme_admin), "/api/v1/admin/tenant-fairness/acme")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["admitted"], 2);
+    assert_eq!(body["rejected"], 1);
+    assert_eq!(body["share"], 2.0);
+    let (status, _) = h
+        .admin_get(Some(&acme_admin), "/api/v1/admin/tenant-fairness/globex")
+        .await;
+    assert_eq!(status, 403);
+    let (status, _) = h
+        .admin_get(Some(&h.alice()), "/api/v1/admin/tenant-fairness/acme")
+        .await;
+    assert_eq!(status, 403);
+    let platform = h.token("ops", "acme", "platform_admin");
+    let (status, body) = h
+        .admin_get(Some(&platform), "/api/v1/admin/tenant-fairness/globex")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["admitted"], 1);
+}

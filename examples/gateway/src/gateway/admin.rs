@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::response::Response;
 use axum::routing::{get, post};
 use http::StatusCode;
@@ -44,6 +44,10 @@ pub(super) fn router() -> Router<App> {
         .route(
             "/api/v1/admin/token-refresh-status",
             get(token_refresh_status),
+        )
+        .route(
+            "/api/v1/admin/tenant-fairness/{tenant}",
+            get(tenant_fairness),
         )
         .route("/health/security", get(health_security))
 }
@@ -616,6 +620,50 @@ async fn rate_limiting_performance(
             },
         }),
     );
+    core.admin_done(&call, response.status(), "");
+    response
+}
+
+/// `GET /api/v1/admin/tenant-fairness/{tenant}`: the tenant's fair-share numbers and the
+/// fairness index (`admin:metrics.read` in that tenant).
+async fn tenant_fairness(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    parts: http::request::Parts,
+    Path(tenant): Path<String>,
+) -> Response {
+    let core = &app.core;
+    let call = match core
+        .admin(&parts, peer, "admin:metrics.read", Some(&tenant))
+        .await
+    {
+        Ok(call) => call,
+        Err(response) => return response,
+    };
+    let response = match &core.fair_share {
+        None => error(
+            StatusCode::NOT_FOUND,
+            "not_configured",
+            "rate_limit.fair_share is not configured",
+        ),
+        Some(fair) => {
+            let usage = fair.usage().into_iter().find(|u| u.tenant == tenant);
+            json_status(
+                StatusCode::OK,
+                &json!({
+                    "tenant": tenant,
+                    "tracked": usage.is_some(),
+                    "weight": usage.as_ref().map(|u| u.weight),
+                    "share": usage.as_ref().map(|u| u.share),
+                    "burst_limit": usage.as_ref().map(|u| u.burst_limit),
+                    "window_usage": usage.as_ref().map_or(0, |u| u.window_usage),
+                    "admitted": usage.as_ref().map_or(0, |u| u.admitted),
+                    "rejected": usage.as_ref().map_or(0, |u| u.rejected),
+                    "fairness_index": fair.fairness_index(),
+                }),
+            )
+        }
+    };
     core.admin_done(&call, response.status(), "");
     response
 }
