@@ -5,6 +5,7 @@
 
 mod measure;
 mod process;
+mod profile;
 mod report;
 mod setup;
 
@@ -79,8 +80,9 @@ struct Options {
     /// Use the existing target/release/mcp-gateway instead of building it.
     #[arg(long)]
     no_build: bool,
-    /// After each gateway scenario, profile one more run with `perf record -g` and print
-    /// the hottest symbols (reports in target/loadtest/perf-*.txt).
+    /// After each gateway scenario, profile one more (unrecorded) run with `perf record
+    /// --call-graph dwarf` and print the hottest symbols and the share of each part of the
+    /// request path (reports in target/loadtest/perf-*.txt).
     #[arg(long)]
     perf: bool,
 }
@@ -133,6 +135,8 @@ struct Target {
     server_pid: u32,
     upstream_pid: Option<u32>,
     warmup_tokens: Option<PathBuf>,
+    /// The tokens of the `--perf` run.
+    profile_tokens: Option<PathBuf>,
     /// The tokens of each run (`None`: no `Authorization` header).
     run_tokens: Vec<Option<PathBuf>>,
 }
@@ -177,7 +181,9 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
             options.uncached_tokens,
             Some(&tokens),
         )?;
-        setup::split_tokens(&set.tokens(), options.runs as usize, &work.join("uncached"))?
+        // One slice per measured run, and one for the profiled run.
+        let parts = options.runs as usize + usize::from(options.perf);
+        setup::split_tokens(&set.tokens(), parts, &work.join("uncached"))?
     } else {
         Vec::new()
     };
@@ -228,12 +234,14 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
                     server_pid: upstream.pid(),
                     upstream_pid: None,
                     warmup_tokens: None,
+                    profile_tokens: None,
                     run_tokens: vec![None; bench.options.runs as usize],
                 };
                 bench.measure(&target, &mut [&mut upstream])?;
             }
             Scenario::Full | Scenario::Auth | Scenario::Uncached => {
-                let (profile, title, run_tokens) = match scenario {
+                let runs = bench.options.runs as usize;
+                let (profile, title, run_tokens, profile_tokens) = match scenario {
                     Scenario::Full => (
                         Profile::FullChain(bench.options.audit_sink),
                         format!(
@@ -243,18 +251,26 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
                                 AuditSink::Sqlite => "SQLite",
                             }
                         ),
-                        vec![Some(tokens.tokens()); bench.options.runs as usize],
+                        vec![Some(tokens.tokens()); runs],
+                        Some(tokens.tokens()),
                     ),
                     Scenario::Auth => (
                         Profile::AuthOnly,
                         "gateway auth only (JWT, cache hits + RBAC + metrics), 1000 tokens"
                             .to_owned(),
-                        vec![Some(tokens.tokens()); bench.options.runs as usize],
+                        vec![Some(tokens.tokens()); runs],
+                        Some(tokens.tokens()),
                     ),
                     _ => (
                         Profile::AuthOnly,
                         "gateway auth only, uncached RS256 (every token new)".to_owned(),
-                        uncached_slices.iter().cloned().map(Some).collect(),
+                        uncached_slices
+                            .iter()
+                            .take(runs)
+                            .cloned()
+                            .map(Some)
+                            .collect(),
+                        uncached_slices.get(runs).cloned(),
                     ),
                 };
                 let dir = bench.work.join(format!("gateway-{}", scenario.key()));
@@ -277,6 +293,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
                     server_pid: gateway.pid(),
                     upstream_pid: Some(upstream.pid()),
                     warmup_tokens: Some(tokens.tokens()),
+                    profile_tokens,
                     run_tokens,
                 };
                 bench.measure(&target, &mut [&mut gateway, &mut upstream])?;
@@ -474,69 +491,32 @@ impl Bench {
         Ok(())
     }
 
-    /// One extra (unrecorded) run with `perf record -g` attached to the server; prints the
-    /// hottest symbols.
+    /// One extra (unrecorded) run with `perf record` attached to the server; prints the
+    /// hottest symbols and the share of each part of the request path.
     fn profile(&self, target: &Target) -> Result<()> {
-        let data = self.work.join(format!("perf-{}.data", target.scenario));
-        let report_path = self.work.join(format!("perf-{}.txt", target.scenario));
-        let mut perf = Command::new("perf")
-            .args(["record", "-g", "-F", "999", "-o"])
-            .arg(&data)
-            .arg("-p")
-            .arg(target.server_pid.to_string())
-            .arg("--")
-            .arg("sleep")
-            .arg(self.options.duration.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("cannot run perf")?;
-        let profiled = measure::run_wrk(
-            &self.spec,
-            Load {
-                url: &target.url,
-                tokens: target.warmup_tokens.as_deref(),
-                seconds: self.options.duration,
-                label: "perf",
-            },
+        let load = || {
+            measure::run_wrk(
+                &self.spec,
+                Load {
+                    url: &target.url,
+                    tokens: target.profile_tokens.as_deref(),
+                    seconds: self.options.duration,
+                    label: "perf",
+                },
+                &self.work,
+            )
+            .map(drop)
+        };
+        let summary = profile::profile(
             &self.work,
-        );
-        let status = perf.wait()?;
-        profiled?;
-        if !status.success() {
-            say(&format!(
-                "perf record failed ({status}); no profile for {}",
-                target.scenario
-            ));
-            return Ok(());
-        }
-        let output = Command::new("perf")
-            .args([
-                "report",
-                "--stdio",
-                "--no-children",
-                "-g",
-                "none",
-                "--percent-limit",
-                "0.7",
-                "-i",
-            ])
-            .arg(&data)
-            .stderr(Stdio::null())
-            .output()
-            .context("cannot run perf report")?;
-        let text = String::from_utf8_lossy(&output.stdout);
-        std::fs::write(&report_path, text.as_bytes())?;
-        let top: Vec<&str> = text
-            .lines()
-            .filter(|l| !l.starts_with('#') && l.contains('%'))
-            .take(15)
-            .collect();
-        say(&format!(
-            "{}: hottest symbols (self time; full report {}):\n{}",
             target.scenario,
-            report_path.display(),
-            top.join("\n")
+            target.server_pid,
+            self.options.duration,
+            load,
+        )?;
+        say(&format!(
+            "{} profile (target/loadtest/perf-{}.txt):\n{summary}",
+            target.scenario, target.scenario
         ));
         Ok(())
     }
