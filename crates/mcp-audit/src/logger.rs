@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -132,6 +132,10 @@ struct Shared {
     counters: Arc<Counters>,
     closed: AtomicBool,
     task: Mutex<Option<JoinHandle<()>>>,
+    /// Wakes a writer that holds part of a batch (see `Writer::run`).
+    wake: Arc<Notify>,
+    /// The queue depth from which a recorder wakes the writer.
+    wake_depth: usize,
 }
 
 impl std::fmt::Debug for Msg {
@@ -209,6 +213,7 @@ impl AuditLogger {
         match self.shared.tx.try_send(Msg::Event(Box::new(event))) {
             Ok(()) => {
                 c.accepted.fetch_add(1, Ordering::Relaxed);
+                self.queued();
                 Ok(())
             }
             Err(mpsc::error::TrySendError::Closed(_)) => Err(RecordError::Closed),
@@ -236,6 +241,7 @@ impl AuditLogger {
         match tokio::time::timeout(limit, self.shared.tx.send(Msg::Event(Box::new(event)))).await {
             Ok(Ok(())) => {
                 c.accepted.fetch_add(1, Ordering::Relaxed);
+                self.queued();
                 Ok(())
             }
             Ok(Err(_)) => Err(RecordError::Closed),
@@ -243,6 +249,14 @@ impl AuditLogger {
                 c.timed_out.fetch_add(1, Ordering::Relaxed);
                 Err(RecordError::TimedOut)
             }
+        }
+    }
+
+    /// Wakes the writer once a batch's worth of events is queued.
+    fn queued(&self) {
+        let tx = &self.shared.tx;
+        if tx.max_capacity() - tx.capacity() >= self.shared.wake_depth {
+            self.shared.wake.notify_one();
         }
     }
 
@@ -274,6 +288,7 @@ impl AuditLogger {
             .send(Msg::Flush(tx))
             .await
             .map_err(|_| FlushError::Closed)?;
+        self.shared.wake.notify_one();
         rx.await.map_err(|_| FlushError::Closed)
     }
 
@@ -288,6 +303,7 @@ impl AuditLogger {
             .send(Msg::Shutdown(tx))
             .await
             .map_err(|_| FlushError::Closed)?;
+        self.shared.wake.notify_one();
         let report = rx.await.map_err(|_| FlushError::Closed)?;
         let task = self
             .shared
@@ -468,6 +484,7 @@ impl AuditLoggerBuilder {
                 .unwrap_or_else(|| ChainHead::genesis(self.stream.clone())),
         };
         let (tx, rx) = mpsc::channel(self.queue_capacity);
+        let wake = Arc::new(Notify::new());
         let writer = Writer {
             lanes,
             overflow: Arc::clone(&overflow),
@@ -484,6 +501,7 @@ impl AuditLoggerBuilder {
             retry_max: self.retry_max,
             queue_capacity: self.queue_capacity,
             in_flight: None,
+            wake: Arc::clone(&wake),
         };
         let task = runtime.spawn(writer.run(rx));
         Ok(AuditLogger {
@@ -495,6 +513,8 @@ impl AuditLoggerBuilder {
                 counters,
                 closed: AtomicBool::new(false),
                 task: Mutex::new(Some(task)),
+                wake,
+                wake_depth: self.batch_size.min((self.queue_capacity / 2).max(1)),
             }),
         })
     }
@@ -572,12 +592,13 @@ struct Writer {
     retry_max: Duration,
     queue_capacity: usize,
     in_flight: Option<InFlight>,
+    wake: Arc<Notify>,
 }
 
 /// The batch being written in the background and the lanes it is being written to.
 #[derive(Debug)]
 struct InFlight {
-    batch: Arc<[AuditEvent]>,
+    batch: Arc<Vec<AuditEvent>>,
     lanes: Vec<usize>,
     task: JoinHandle<Vec<Result<(), SinkError>>>,
 }
@@ -588,6 +609,7 @@ const REPLAY_CHUNKS_PER_ROUND: usize = 16;
 impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         let mut msgs = Vec::with_capacity(self.batch_size);
+        let wake = Arc::clone(&self.wake);
         loop {
             if self.counters.overflow_pending.load(Ordering::Relaxed) > 0
                 && rx.len() < self.queue_capacity / 2
@@ -595,44 +617,78 @@ impl Writer {
                 self.drain_overflow_chunk().await;
             }
             let deadline = self.next_deadline();
+            // With part of a batch in hand the writer does not listen to the queue, where
+            // every event would wake it: recorders signal `wake` once a batch's worth is
+            // queued, `flush` and `shutdown` signal it too, and the batch deadline covers the
+            // rest. An idle writer listens, so that the first event starts the batch clock.
+            let partial = !self.buf.is_empty();
+            let mut timer = false;
+            let mut disconnected = false;
             tokio::select! {
-                n = rx.recv_many(&mut msgs, self.batch_size) => {
-                    if n == 0 {
-                        // Every logger handle was dropped without a shutdown.
-                        self.finish().await;
-                        return;
-                    }
-                    let mut shutdown = None;
-                    for msg in msgs.drain(..) {
-                        match msg {
-                            Msg::Event(event) => self.push(*event).await,
-                            Msg::Flush(reply) => {
-                                let report = self.flush_all().await;
-                                let _ = reply.send(report);
-                            }
-                            // Events after the shutdown request in this batch were accepted
-                            // too: keep handling them before closing.
-                            Msg::Shutdown(reply) => shutdown = Some(reply),
+                n = rx.recv_many(&mut msgs, self.batch_size), if !partial => disconnected = n == 0,
+                () = wake.notified(), if partial => {}
+                () = sleep_until(deadline), if deadline.is_some() => timer = true,
+            }
+            if partial {
+                let room = self.batch_size.saturating_sub(self.buf.len()).max(1);
+                while msgs.len() < room {
+                    match rx.try_recv() {
+                        Ok(msg) => msgs.push(msg),
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        Err(mpsc::error::TryRecvError::Disconnected) => {
+                            disconnected = true;
+                            break;
                         }
-                    }
-                    if let Some(reply) = shutdown {
-                        rx.close();
-                        while let Some(msg) = rx.recv().await {
-                            match msg {
-                                Msg::Event(event) => self.push(*event).await,
-                                Msg::Flush(r) | Msg::Shutdown(r) => {
-                                    let _ = r.send(FlushReport { spool_pending: self.spool_pending() });
-                                }
-                            }
-                        }
-                        let report = self.finish().await;
-                        let _ = reply.send(report);
-                        return;
                     }
                 }
-                () = sleep_until(deadline), if deadline.is_some() => self.on_timer().await,
+            }
+            if self.handle(&mut msgs, &mut rx).await {
+                return;
+            }
+            if disconnected {
+                // Every logger handle was dropped without a shutdown.
+                self.finish().await;
+                return;
+            }
+            if timer {
+                self.on_timer().await;
             }
         }
+    }
+
+    /// Handles the messages taken from the queue; returns `true` when the writer has shut
+    /// down.
+    async fn handle(&mut self, msgs: &mut Vec<Msg>, rx: &mut mpsc::Receiver<Msg>) -> bool {
+        let mut shutdown = None;
+        for msg in msgs.drain(..) {
+            match msg {
+                Msg::Event(event) => self.push(*event).await,
+                Msg::Flush(reply) => {
+                    let report = self.flush_all().await;
+                    let _ = reply.send(report);
+                }
+                // Events after the shutdown request in this batch were accepted too: keep
+                // handling them before closing.
+                Msg::Shutdown(reply) => shutdown = Some(reply),
+            }
+        }
+        let Some(reply) = shutdown else {
+            return false;
+        };
+        rx.close();
+        while let Some(msg) = rx.recv().await {
+            match msg {
+                Msg::Event(event) => self.push(*event).await,
+                Msg::Flush(r) | Msg::Shutdown(r) => {
+                    let _ = r.send(FlushReport {
+                        spool_pending: self.spool_pending(),
+                    });
+                }
+            }
+        }
+        let report = self.finish().await;
+        let _ = reply.send(report);
+        true
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -738,7 +794,9 @@ impl Writer {
         c.batches.fetch_add(1, Ordering::Relaxed);
         c.last_batch_size.store(n, Ordering::Relaxed);
         c.max_batch_size.fetch_max(n, Ordering::Relaxed);
-        let batch: Arc<[AuditEvent]> = batch.into();
+        // An `Arc<Vec<_>>` shares the batch without copying it (`Arc<[_]>` would move every
+        // event into a new allocation).
+        let batch = Arc::new(batch);
         self.settle().await;
         // Sinks with a backlog get the batch behind it in their spool; the others get it
         // directly, in the background.
@@ -812,7 +870,7 @@ impl Writer {
     }
 
     /// Appends `batch` to lane `i`'s spool.
-    async fn spool_batch(&mut self, i: usize, batch: &Arc<[AuditEvent]>) {
+    async fn spool_batch(&mut self, i: usize, batch: &Arc<Vec<AuditEvent>>) {
         let counters = Arc::clone(&self.counters);
         let lane = &mut self.lanes[i];
         let spool = Arc::clone(&lane.spool);

@@ -83,8 +83,11 @@ fn normalize_key(key: &str) -> String {
 /// Whether a string value itself looks like a credential.
 fn looks_like_credential(s: &str) -> bool {
     let t = s.trim_start();
-    let lower_prefix: String = t.chars().take(7).flat_map(char::to_lowercase).collect();
-    if lower_prefix.starts_with("bearer ") || lower_prefix.starts_with("basic ") {
+    let scheme = |name: &str| {
+        t.get(..name.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(name))
+    };
+    if scheme("bearer ") || scheme("basic ") {
         return true;
     }
     // A JWT: three base64url segments, the header starting with `{"` encoded (`eyJ`).
