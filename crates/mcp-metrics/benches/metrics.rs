@@ -11,24 +11,20 @@
     reason = "benchmark set-up: a failure must stop the bench"
 )]
 
+mod support;
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::routing::post;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::Request;
-use mcp_metrics::logging::{self, LogConfig};
-use mcp_metrics::{McpMetrics, McpRequestInfo, MetricsConfig, MetricsLayer, RequestRecord};
+use mcp_metrics::RequestRecord;
+use support::{info_subscriber, measured_router, metrics, noop_layer_router, plain_router};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
-use tower::util::MapRequestLayer;
-
-fn metrics() -> Arc<McpMetrics> {
-    Arc::new(McpMetrics::new(&MetricsConfig::default()).unwrap())
-}
 
 fn record(c: &mut Criterion) {
     let m = metrics();
@@ -49,38 +45,6 @@ fn record(c: &mut Criterion) {
     group.finish();
 }
 
-/// The outer layer's parsed envelope, the same in both variants.
-fn with_info(mut req: Request<Body>) -> Request<Body> {
-    req.extensions_mut().insert(
-        McpRequestInfo::new("tools/call")
-            .with_tool("search")
-            .with_tenant("acme")
-            .with_subject("alice")
-            .with_session("s-1"),
-    );
-    req
-}
-
-fn routers() -> (Router, Router) {
-    let plain = Router::new()
-        .route("/mcp", post(|| async { "ok" }))
-        .layer(MapRequestLayer::new(with_info));
-    let measured = Router::new()
-        .route("/mcp", post(|| async { "ok" }))
-        .layer(MetricsLayer::new(metrics()))
-        .layer(MapRequestLayer::new(with_info));
-    (plain, measured)
-}
-
-/// The same handler behind a layer that does nothing: what axum itself costs per layer
-/// (boxing and cloning the wrapped route), for reading `with_layer` against.
-fn noop_layer_router() -> Router {
-    Router::new()
-        .route("/mcp", post(|| async { "ok" }))
-        .layer(MapRequestLayer::new(|req: Request<Body>| req))
-        .layer(MapRequestLayer::new(with_info))
-}
-
 fn request() -> Request<Body> {
     Request::post("/mcp").body(Body::empty()).unwrap()
 }
@@ -89,7 +53,7 @@ fn layer_in_process(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let (plain, measured) = routers();
+    let (plain, measured) = (plain_router(), measured_router());
     let mut group = c.benchmark_group("metrics/layer_overhead");
     group.bench_function("without_layer", |b| {
         b.to_async(&rt).iter(|| plain.clone().oneshot(request()))
@@ -103,12 +67,7 @@ fn layer_in_process(c: &mut Criterion) {
     });
     // With an info-level JSON subscriber installed, so the request span is live (its lines go
     // to a sink; no line is written per request at info).
-    let subscriber = logging::subscriber(
-        &LogConfig::json().filter("info").use_rust_log(false),
-        std::io::sink,
-    )
-    .unwrap();
-    let guard = tracing::subscriber::set_default(subscriber);
+    let guard = tracing::subscriber::set_default(info_subscriber());
     group.bench_function("with_layer_and_info_logs", |b| {
         b.to_async(&rt).iter(|| measured.clone().oneshot(request()))
     });
@@ -160,7 +119,7 @@ fn layer_over_http(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let (plain, measured) = routers();
+    let (plain, measured) = (plain_router(), measured_router());
     let plain = Arc::new(tokio::sync::Mutex::new(rt.block_on(Client::connect(plain))));
     let measured = Arc::new(tokio::sync::Mutex::new(
         rt.block_on(Client::connect(measured)),

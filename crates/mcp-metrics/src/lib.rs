@@ -127,6 +127,19 @@
 //! the parsed body) and otherwise from the `traceparent` header. With feature `otel` it becomes
 //! the remote parent of the exported span ([`otel`]).
 //!
+//! # Benchmarks
+//!
+//! * `cargo bench -p mcp-metrics --all-features --bench metrics`: criterion benches
+//!   `metrics/record_request`, `metrics/observe_tool_call`, `metrics/layer_overhead/*` (a
+//!   trivial axum handler in process, without the layer, behind a no-op layer, with the layer,
+//!   and with the layer under an info-level JSON subscriber) and
+//!   `metrics/layer_overhead_http/*` (the same over loopback HTTP/1.1 keep-alive).
+//! * `cargo bench -p mcp-metrics --all-features --bench layer_instructions`: the same handler
+//!   served over loopback HTTP/1.1 keep-alive, counted by callgrind: server-side instructions
+//!   per request for each variant and what the layer adds. Instruction counts do not depend on
+//!   the machine's load, so this is the number to compare between changes; it needs
+//!   `valgrind` on `PATH`.
+//!
 //! # Feature flags
 //!
 //! | feature | default | what it adds |

@@ -124,7 +124,7 @@ where
 pub fn subscriber<W>(
     config: &LogConfig,
     writer: W,
-) -> Result<impl Subscriber + Send + Sync + for<'a> LookupSpan<'a>, LoggingError>
+) -> Result<impl Subscriber + Send + Sync + for<'a> LookupSpan<'a> + use<W>, LoggingError>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {

@@ -1,0 +1,229 @@
+//! `layer_instructions`: server-side instructions per HTTP request for a trivial axum handler
+//! served over loopback HTTP/1.1 keep-alive, with and without [`mcp_metrics::MetricsLayer`],
+//! counted by callgrind (deterministic where wall-clock benches on a busy machine are not).
+//!
+//! ```text
+//! cargo bench -p mcp-metrics --all-features --bench layer_instructions [-- --requests 2000]
+//! ```
+//!
+//! For each variant the bench runs itself under `valgrind --tool=callgrind`, once serving `N`
+//! and once `2N` requests on one keep-alive connection, collecting only the server's thread
+//! (`--toggle-collect` on the function that runs the server's runtime; the client is another
+//! thread). Start-up, accept and first-request costs are the same in both runs, so
+//! `(I(2N) - I(N)) / N` is what one request costs the server: hyper's parsing and writing,
+//! axum's routing, tokio's I/O driver and the handler, plus the layer. Kernel time for the
+//! socket calls is not counted, so the fraction is an upper bound on the layer's share of a
+//! request's CPU time. The callgrind files stay in the printed directory for
+//! `callgrind_annotate`. Without valgrind on `PATH` the bench says so and measures nothing.
+//!
+//! Run without `--bench` (as `cargo test --benches` does), it only serves a few requests per
+//! variant without valgrind, to check the harness itself.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    missing_docs,
+    reason = "benchmark harness: a failure must stop it, and its report is its output"
+)]
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Command;
+
+use axum::Router;
+use tokio::sync::oneshot;
+
+/// One measured set-up.
+struct Variant {
+    name: &'static str,
+    router: fn() -> Router,
+    /// Whether an info-level subscriber makes the request span live.
+    logs: bool,
+}
+
+/// The variants, in report order; the first is the baseline.
+const VARIANTS: [Variant; 4] = [
+    Variant {
+        name: "without_layer",
+        router: support::plain_router,
+        logs: false,
+    },
+    Variant {
+        name: "with_noop_layer",
+        router: support::noop_layer_router,
+        logs: false,
+    },
+    Variant {
+        name: "with_layer",
+        router: support::measured_router,
+        logs: false,
+    },
+    Variant {
+        name: "with_layer_and_info_logs",
+        router: support::measured_router,
+        logs: true,
+    },
+];
+
+/// The function callgrind collects inside (`--toggle-collect`); nothing else may match it.
+const COUNTED: &str = "layer_instructions::counted_server";
+
+const REQUEST: &[u8] = b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, variant, n] = args.as_slice()
+        && flag == "--serve"
+    {
+        serve(variant, n.parse().unwrap());
+    } else if args.iter().any(|a| a == "--bench") {
+        let requests = args
+            .iter()
+            .position(|a| a == "--requests")
+            .and_then(|i| args.get(i + 1))
+            .map_or(2000, |n| n.parse().unwrap());
+        measure(requests);
+    } else {
+        // Like criterion: without `--bench` (from `cargo bench`), only check that it works.
+        for variant in &VARIANTS {
+            serve(variant.name, 3);
+        }
+    }
+}
+
+/// Serves `n` requests of one keep-alive client with the router of `variant`.
+fn serve(variant: &str, n: usize) {
+    let Some(variant) = VARIANTS.iter().find(|v| v.name == variant) else {
+        panic!("unknown variant {variant}");
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (done, done_rx) = oneshot::channel();
+    let client = std::thread::spawn(move || {
+        client(addr, n);
+        done.send(()).unwrap();
+    });
+    let _logs = variant
+        .logs
+        .then(|| tracing::subscriber::set_default(support::info_subscriber()));
+    counted_server(&rt, listener, (variant.router)(), done_rx);
+    client.join().unwrap();
+}
+
+/// Runs the server until the client is done: everything callgrind counts happens in here.
+#[inline(never)]
+fn counted_server(
+    rt: &tokio::runtime::Runtime,
+    listener: TcpListener,
+    app: Router,
+    done: oneshot::Receiver<()>,
+) {
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = done.await;
+            })
+            .await
+            .unwrap();
+    });
+}
+
+/// Sends `n` POSTs on one connection, reading each whole response (`ok`, length known).
+fn client(addr: SocketAddr, n: usize) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_nodelay(true).unwrap();
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 512];
+    for _ in 0..n {
+        stream.write_all(REQUEST).unwrap();
+        buf.clear();
+        loop {
+            let read = stream.read(&mut chunk).unwrap();
+            assert!(read > 0, "server closed the connection");
+            buf.extend_from_slice(&chunk[..read]);
+            if buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.ends_with(b"ok") {
+                assert!(buf.starts_with(b"HTTP/1.1 200 "), "unexpected response");
+                break;
+            }
+        }
+    }
+}
+
+/// Runs every variant under callgrind with `n` and `2n` requests and prints the table.
+fn measure(n: usize) {
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        eprintln!("layer_instructions: valgrind is not on PATH; nothing measured");
+        return;
+    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("layer_instructions");
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    println!("server-side instructions per request over loopback HTTP/1.1 keep-alive");
+    println!("(callgrind, ({n}x2 requests) - ({n} requests), divided by {n})");
+    let mut per_variant = Vec::new();
+    for Variant { name, .. } in &VARIANTS {
+        let mut totals = [0u64; 2];
+        for (total, count) in totals.iter_mut().zip([n, 2 * n]) {
+            let out = dir.join(format!("callgrind.{name}.{count}"));
+            let status = Command::new("valgrind")
+                .arg("--tool=callgrind")
+                .arg(format!("--toggle-collect={COUNTED}"))
+                .arg(format!("--callgrind-out-file={}", out.display()))
+                .arg(&exe)
+                .args(["--serve", name, &count.to_string()])
+                .stderr(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success(), "callgrind run of {name} failed");
+            *total = collected(&out);
+        }
+        let per_request = totals[1].saturating_sub(totals[0]) as f64 / n as f64;
+        let base = per_variant.first().map_or(per_request, |(_, base)| *base);
+        let added = per_request - base;
+        println!(
+            "{name:<26} {per_request:>9.0} instr/request   {added:>+7.0} ({:+.1}%) vs without_layer",
+            100.0 * added / base
+        );
+        per_variant.push((*name, per_request));
+    }
+    let of = |wanted: &str| {
+        per_variant
+            .iter()
+            .find(|(name, _)| *name == wanted)
+            .map(|v| v.1)
+    };
+    if let (Some(base), Some(noop), Some(layer)) =
+        (of("without_layer"), of("with_noop_layer"), of("with_layer"))
+    {
+        println!(
+            "the layer's own work (with_layer - with_noop_layer): {:.0} instr/request ({:.1}% of without_layer)",
+            layer - noop,
+            100.0 * (layer - noop) / base
+        );
+    }
+    println!("callgrind files: {}", dir.display());
+}
+
+/// The instruction count callgrind collected, from its output file's `totals:` line.
+fn collected(file: &Path) -> u64 {
+    let text = std::fs::read_to_string(file).unwrap();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("totals:")
+                .or_else(|| l.strip_prefix("summary:"))
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no totals in {}", file.display()))
+}
