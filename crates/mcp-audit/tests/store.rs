@@ -180,6 +180,23 @@ async fn overlapping_replay_inserts_only_new_events(store: &AuditStore) {
     assert_eq!(page.events, want);
 }
 
+/// Batches larger than one statement (SQLite: 1 000 rows) are split and still idempotent.
+async fn large_batches_are_split_and_idempotent(store: &AuditStore) {
+    let events = chained("large", (0..2_345).map(full_event).collect());
+    assert_eq!(store.insert(&events[..1_200]).await.unwrap(), 1_200);
+    assert_eq!(store.insert(&events).await.unwrap(), 1_145);
+    assert_eq!(
+        store.count(&Scope::All, &AuditFilter::new()).await.unwrap(),
+        2_345
+    );
+    let report = store
+        .verify_chain("large", VerifyOptions::from_genesis("large"))
+        .await
+        .unwrap();
+    assert!(report.is_intact());
+    assert_eq!(report.checked, 2_345);
+}
+
 /// 40 events over 4 tenants, 2 subjects, 2 categories, 2 decisions, 2 tools, one per second.
 fn dataset() -> Vec<AuditEvent> {
     let base: Timestamp = "2026-05-01T00:00:00Z".parse().unwrap();
@@ -550,6 +567,10 @@ sqlite_test!(
     sqlite_overlapping_replay_inserts_only_new_events,
     |store, _dir| { overlapping_replay_inserts_only_new_events(&store).await }
 );
+sqlite_test!(
+    sqlite_large_batches_are_split_and_idempotent,
+    |store, _dir| { large_batches_are_split_and_idempotent(&store).await }
+);
 sqlite_test!(sqlite_queries_and_scoping, |store, _dir| {
     queries_and_scoping(&store).await
 });
@@ -593,6 +614,14 @@ async fn pg_round_trip_of_every_field() {
 async fn pg_overlapping_replay_inserts_only_new_events() {
     with_pg("replay", |ctx| async move {
         overlapping_replay_inserts_only_new_events(&ctx.store).await
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn pg_large_batches_are_split_and_idempotent() {
+    with_pg("large", |ctx| async move {
+        large_batches_are_split_and_idempotent(&ctx.store).await
     })
     .await;
 }
