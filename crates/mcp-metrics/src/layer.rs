@@ -9,7 +9,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, Request, Response};
+use http::{HeaderMap, HeaderName, Method, Request, Response, Uri};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Limited};
 use pin_project_lite::pin_project;
@@ -42,11 +42,28 @@ const MAX_ID_LEN: usize = 128;
 /// the body itself, and only when the body's size is known and within the limit; the parsed
 /// info is then inserted into the extensions for the layers below.
 ///
+/// The mode `M` says what the inner service receives: with [`Passthrough`] (the default) the
+/// request exactly as it came, body type included, so nothing is re-wrapped or boxed on the
+/// way (axum, for one, boxes every body that is not its own); with [`ParseBody`] a
+/// [`MetricsBody`], which holds either the original body or the bytes this layer read.
+///
 /// Duration is measured to the response head (streamed bodies are not waited for). A request
 /// whose future is dropped before it completes is not counted.
 #[derive(Debug, Clone)]
-pub struct MetricsLayer {
+pub struct MetricsLayer<M = Passthrough> {
     shared: Arc<Shared>,
+    mode: M,
+}
+
+/// [`MetricsLayer`] mode: the body is never read and reaches the inner service untouched.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Passthrough;
+
+/// [`MetricsLayer`] mode: without an outer layer's [`McpRequestInfo`], a body of known size up
+/// to the limit is read and parsed; the inner service receives a [`MetricsBody`].
+#[derive(Debug, Clone, Copy)]
+pub struct ParseBody {
+    max_bytes: usize,
 }
 
 /// What every [`MetricsService`] made by one layer shares (so wrapping a service, which axum
@@ -54,7 +71,6 @@ pub struct MetricsLayer {
 #[derive(Debug, Clone)]
 struct Shared {
     metrics: Arc<McpMetrics>,
-    parse_body_limit: Option<usize>,
     request_id_header: HeaderName,
     ids: Arc<AtomicU64>,
     id_seed: u64,
@@ -67,22 +83,27 @@ impl MetricsLayer {
         Self {
             shared: Arc::new(Shared {
                 metrics,
-                parse_body_limit: None,
                 request_id_header: REQUEST_ID_HEADER,
                 ids: Arc::new(AtomicU64::new(0)),
                 id_seed: RandomState::new().hash_one("mcp-metrics request ids"),
             }),
+            mode: Passthrough,
         }
     }
 
     /// Parses the JSON-RPC body when no [`McpRequestInfo`] is in the extensions and the body's
-    /// size is known to be at most `max_bytes`.
+    /// size is known to be at most `max_bytes`. The inner service then receives a
+    /// [`MetricsBody`].
     #[must_use]
-    pub fn parse_body(mut self, max_bytes: usize) -> Self {
-        Arc::make_mut(&mut self.shared).parse_body_limit = Some(max_bytes);
-        self
+    pub fn parse_body(self, max_bytes: usize) -> MetricsLayer<ParseBody> {
+        MetricsLayer {
+            shared: self.shared,
+            mode: ParseBody { max_bytes },
+        }
     }
+}
 
+impl<M> MetricsLayer<M> {
     /// Reads the request id from `header` instead of `x-request-id`.
     #[must_use]
     pub fn request_id_header(mut self, header: HeaderName) -> Self {
@@ -91,25 +112,27 @@ impl MetricsLayer {
     }
 }
 
-impl<S> Layer<S> for MetricsLayer {
-    type Service = MetricsService<S>;
+impl<S, M: Clone> Layer<S> for MetricsLayer<M> {
+    type Service = MetricsService<S, M>;
 
     fn layer(&self, inner: S) -> Self::Service {
         MetricsService {
             inner,
             shared: Arc::clone(&self.shared),
+            mode: self.mode.clone(),
         }
     }
 }
 
 /// The service made by [`MetricsLayer`].
 #[derive(Debug, Clone)]
-pub struct MetricsService<S> {
+pub struct MetricsService<S, M = Passthrough> {
     inner: S,
     shared: Arc<Shared>,
+    mode: M,
 }
 
-impl<S> MetricsService<S> {
+impl<S, M> MetricsService<S, M> {
     /// The wrapped service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -133,27 +156,52 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> 
         .filter(|v| !v.is_empty() && v.len() <= MAX_ID_LEN)
 }
 
+/// What the span needs of the request line and headers.
+#[derive(Clone, Copy)]
+struct Head<'a> {
+    method: &'a Method,
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+}
+
+impl<'a> Head<'a> {
+    fn of<B>(req: &'a Request<B>) -> Self {
+        Self {
+            method: req.method(),
+            uri: req.uri(),
+            headers: req.headers(),
+        }
+    }
+
+    fn of_parts(parts: &'a http::request::Parts) -> Self {
+        Self {
+            method: &parts.method,
+            uri: &parts.uri,
+            headers: &parts.headers,
+        }
+    }
+}
+
 /// The request's span. Fields follow the OpenTelemetry conventions where they exist
 /// (`mcp.method.name`, `mcp.session.id`, `gen_ai.tool.name`, `http.*`).
-fn make_span(shared: &Shared, parts: &http::request::Parts, info: Option<&McpRequestInfo>) -> Span {
+fn make_span(shared: &Shared, head: Head<'_>, info: Option<&McpRequestInfo>) -> Span {
     let method = info.map(|i| i.method.as_str());
     let tool = info.and_then(|i| i.tool.as_deref());
     // The closures below run only when a subscriber wants the span: with none, a request costs
     // neither the header lookups nor the shared id counter.
-    let request_id = || match header_str(&parts.headers, &shared.request_id_header) {
+    let request_id = || match header_str(head.headers, &shared.request_id_header) {
         Some(id) => RequestId::Header(id),
         None => RequestId::Generated(shared.id_seed ^ shared.ids.fetch_add(1, Ordering::Relaxed)),
     };
     let session = || {
         info.and_then(|i| i.session.as_deref())
-            .or_else(|| header_str(&parts.headers, &SESSION_HEADER))
+            .or_else(|| header_str(head.headers, &SESSION_HEADER))
     };
     // The MCP `_meta.traceparent` is more specific than the HTTP header (it survives proxies
     // and is set per message), so it wins.
     let traceparent = || {
         info.and_then(|i| i.traceparent).or_else(|| {
-            parts
-                .headers
+            head.headers
                 .get(TRACEPARENT_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| TraceParent::parse(v).ok())
@@ -163,7 +211,7 @@ fn make_span(shared: &Shared, parts: &http::request::Parts, info: Option<&McpReq
     // the JSON formatter (it re-serialises the span's fields on each record).
     let span = tracing::info_span!(
         "mcp.request",
-        otel.name = %SpanName { method, tool, http: &parts.method },
+        otel.name = %SpanName { method, tool, http: head.method },
         otel.kind = "server",
         otel.status_code = Empty,
         request_id = %request_id(),
@@ -172,8 +220,8 @@ fn make_span(shared: &Shared, parts: &http::request::Parts, info: Option<&McpReq
         mcp.session.id = session(),
         mcp.method.name = method,
         gen_ai.tool.name = tool,
-        http.request.method = %parts.method,
-        url.path = parts.uri.path(),
+        http.request.method = %head.method,
+        url.path = head.uri.path(),
         http.response.status_code = Empty,
         trace_id = traceparent().as_ref().map(|tp| tracing::field::display(TraceIdHex(tp))),
     );
@@ -190,7 +238,7 @@ fn make_span(shared: &Shared, parts: &http::request::Parts, info: Option<&McpReq
 struct SpanName<'a> {
     method: Option<&'a str>,
     tool: Option<&'a str>,
-    http: &'a http::Method,
+    http: &'a Method,
 }
 
 impl std::fmt::Display for SpanName<'_> {
@@ -238,7 +286,50 @@ fn finish(span: &Span, status: u16) {
     tracing::debug!(parent: span, status, "request finished");
 }
 
-impl<S, B, ResBody> Service<Request<B>> for MetricsService<S>
+impl Shared {
+    /// Everything done before the inner service is called: label ids, the active user (the
+    /// request's start is the moment the user was active) and the span.
+    fn begin(
+        &self,
+        head: Head<'_>,
+        info: Option<&McpRequestInfo>,
+        start: Instant,
+    ) -> (Resolved, Span) {
+        let labels = resolve(&self.metrics, info);
+        if let Some(subject) = info.and_then(|i| i.subject.as_deref()) {
+            self.metrics
+                .record_active_user_resolved(&labels, subject, start);
+        }
+        (labels, make_span(self, head, info))
+    }
+}
+
+impl<S, B, ResBody> Service<Request<B>> for MetricsService<S, Passthrough>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let start = Instant::now();
+        let (labels, span) = self
+            .shared
+            .begin(Head::of(&req), req.extensions().get(), start);
+        let fut = {
+            let _entered = span.enter();
+            self.inner.call(req)
+        };
+        ResponseFuture::direct(fut, labels, span, &self.shared, start)
+    }
+}
+
+impl<S, B, ResBody> Service<Request<B>> for MetricsService<S, ParseBody>
 where
     S: Service<Request<MetricsBody<B>>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -257,73 +348,59 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let start = Instant::now();
-        let shared = &self.shared;
+        let limit = self.mode.max_bytes;
+        let parse = req.extensions().get::<McpRequestInfo>().is_none()
+            && req.method() == Method::POST
+            && req
+                .body()
+                .size_hint()
+                .upper()
+                .is_some_and(|n| n <= limit as u64);
+        if !parse {
+            let (labels, span) = self
+                .shared
+                .begin(Head::of(&req), req.extensions().get(), start);
+            let fut = {
+                let _entered = span.enter();
+                self.inner.call(req.map(MetricsBody::passthrough))
+            };
+            return ResponseFuture::direct(fut, labels, span, &self.shared, start);
+        }
+        // Take the service that was driven to readiness, leave a clone in its place.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = Arc::clone(&self.shared);
         let (mut parts, body) = req.into_parts();
-        let info = parts.extensions.get::<McpRequestInfo>();
-
-        let parse_limit = shared.parse_body_limit.filter(|limit| {
-            info.is_none()
-                && parts.method == http::Method::POST
-                && body.size_hint().upper().is_some_and(|n| n <= *limit as u64)
-        });
-        if let Some(limit) = parse_limit {
-            // Take the service that was driven to readiness, leave a clone in its place.
-            let clone = self.inner.clone();
-            let mut inner = std::mem::replace(&mut self.inner, clone);
-            let metrics = Arc::clone(&shared.metrics);
-            let shared = Arc::clone(shared);
-            let fut = async move {
-                let (body, info) = match Limited::new(body, limit).collect().await {
-                    Ok(collected) => {
-                        let bytes = collected.to_bytes();
-                        let info = McpRequestInfo::from_json_rpc(&bytes);
-                        (MetricsBody::buffered(bytes), info)
-                    }
-                    Err(error) => (MetricsBody::failed(error), None),
-                };
-                let labels = resolve(&shared.metrics, info.as_ref());
-                let span = make_span(&shared, &parts, info.as_ref());
-                if let Some(info) = info {
-                    parts.extensions.insert(info);
+        let fut = async move {
+            let (body, info) = match Limited::new(body, limit).collect().await {
+                Ok(collected) => {
+                    let bytes = collected.to_bytes();
+                    let info = McpRequestInfo::from_json_rpc(&bytes);
+                    (MetricsBody::buffered(bytes), info)
                 }
-                let call = {
-                    let _entered = span.enter();
-                    inner.call(Request::from_parts(parts, body))
-                };
-                let result = tracing::Instrument::instrument(call, span.clone()).await;
-                Done {
-                    result,
-                    labels,
-                    span,
-                }
+                Err(error) => (MetricsBody::failed(error), None),
             };
-            return ResponseFuture {
-                kind: Kind::Parsing { fut: Box::pin(fut) },
-                labels: None,
-                span: Span::none(),
-                metrics: Some(metrics),
-                start,
+            let labels = resolve(&shared.metrics, info.as_ref());
+            let span = make_span(&shared, Head::of_parts(&parts), info.as_ref());
+            if let Some(info) = info {
+                parts.extensions.insert(info);
+            }
+            let call = {
+                let _entered = span.enter();
+                inner.call(Request::from_parts(parts, body))
             };
-        }
-
-        let labels = resolve(&shared.metrics, info);
-        if let Some(subject) = info.and_then(|i| i.subject.as_deref()) {
-            // The request's start is the moment the user was active.
-            shared
-                .metrics
-                .record_active_user_resolved(&labels, subject, start);
-        }
-        let span = make_span(shared, &parts, info);
-        let fut = {
-            let _entered = span.enter();
-            self.inner
-                .call(Request::from_parts(parts, MetricsBody::passthrough(body)))
+            let result = tracing::Instrument::instrument(call, span.clone()).await;
+            Done {
+                result,
+                labels,
+                span,
+            }
         };
         ResponseFuture {
-            kind: Kind::Direct { fut },
-            labels: Some(labels),
-            span,
-            metrics: Some(Arc::clone(&shared.metrics)),
+            kind: Kind::Parsing { fut: Box::pin(fut) },
+            labels: None,
+            span: Span::none(),
+            metrics: Some(Arc::clone(&self.shared.metrics)),
             start,
         }
     }
@@ -363,6 +440,18 @@ pin_project! {
         span: Span,
         metrics: Option<Arc<McpMetrics>>,
         start: Instant,
+    }
+}
+
+impl<F, R, E> ResponseFuture<F, R, E> {
+    fn direct(fut: F, labels: Resolved, span: Span, shared: &Shared, start: Instant) -> Self {
+        Self {
+            kind: Kind::Direct { fut },
+            labels: Some(labels),
+            span,
+            metrics: Some(Arc::clone(&shared.metrics)),
+            start,
+        }
     }
 }
 

@@ -17,8 +17,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
 use mcp_metrics::{
-    LabelLimit, McpMetrics, McpRequestInfo, MetricsBody, MetricsConfig, MetricsLayer, OTHER,
-    RequestRecord,
+    LabelLimit, McpMetrics, McpRequestInfo, MetricsConfig, MetricsLayer, OTHER, RequestRecord,
 };
 use proptest::prelude::*;
 use tower::{Layer, Service, ServiceExt};
@@ -38,7 +37,7 @@ async fn hundred_thousand_distinct_users_tools_and_tenants_stay_bounded() {
     let config = config();
     let metrics = Arc::new(McpMetrics::new(&config).unwrap());
     let mut svc = MetricsLayer::new(Arc::clone(&metrics)).layer(tower::service_fn(
-        |_req: Request<MetricsBody<Full<Bytes>>>| async {
+        |_req: Request<Full<Bytes>>| async {
             Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::new())))
         },
     ));

@@ -23,10 +23,11 @@ use mcp_metrics::{
 };
 use tower::{Layer, Service, ServiceExt};
 
-type Body = MetricsBody<Full<Bytes>>;
-
-/// The inner service: status by tool name, echoes the body it received, and logs a line.
-async fn handler(req: Request<Body>) -> Result<Response<Full<Bytes>>, Infallible> {
+/// The inner service: status by tool name, echoes the body it received, and logs a line. It
+/// receives `Full<Bytes>` from a pass-through layer, `MetricsBody<Full<Bytes>>` from a parsing one.
+async fn handler<B: http_body::Body<Data = Bytes>>(
+    req: Request<B>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let info = req.extensions().get::<McpRequestInfo>().cloned();
     let status = match info.as_ref().and_then(|i| i.tool.as_deref()) {
         Some("deny") => StatusCode::FORBIDDEN,
@@ -65,7 +66,8 @@ fn tool_request(tool: &str, tenant: &str) -> Request<Full<Bytes>> {
 #[tokio::test]
 async fn records_method_tool_status_and_duration_from_the_extension() {
     let metrics = metrics();
-    let mut svc = MetricsLayer::new(Arc::clone(&metrics)).layer(tower::service_fn(handler));
+    let mut svc =
+        MetricsLayer::new(Arc::clone(&metrics)).layer(tower::service_fn(handler::<Full<Bytes>>));
     for tool in ["search", "search", "deny", "boom", "slow-down"] {
         let response = svc
             .ready()
@@ -165,7 +167,7 @@ async fn parses_the_body_only_when_enabled_absent_and_small() {
     let metrics_a = metrics();
     let svc = MetricsLayer::new(Arc::clone(&metrics_a))
         .parse_body(1024)
-        .layer(tower::service_fn(handler));
+        .layer(tower::service_fn(handler::<MetricsBody<Full<Bytes>>>));
     let response = svc.clone().oneshot(post()).await.unwrap();
     assert_eq!(response.headers()["x-seen-method"], "tools/call");
     assert_eq!(
@@ -196,7 +198,7 @@ async fn parses_the_body_only_when_enabled_absent_and_small() {
     let metrics_b = metrics();
     let small = MetricsLayer::new(Arc::clone(&metrics_b))
         .parse_body(16)
-        .layer(tower::service_fn(handler));
+        .layer(tower::service_fn(handler::<MetricsBody<Full<Bytes>>>));
     let response = small.oneshot(post()).await.unwrap();
     assert_eq!(response.headers()["x-seen-method"], "");
     assert_eq!(
@@ -205,7 +207,8 @@ async fn parses_the_body_only_when_enabled_absent_and_small() {
     );
 
     // Not enabled: never parsed.
-    let off = MetricsLayer::new(Arc::clone(&metrics_b)).layer(tower::service_fn(handler));
+    let off =
+        MetricsLayer::new(Arc::clone(&metrics_b)).layer(tower::service_fn(handler::<Full<Bytes>>));
     off.oneshot(post()).await.unwrap();
     let exp = common::parse(&metrics_b.encode().unwrap());
     assert_eq!(
@@ -221,7 +224,7 @@ async fn parses_the_body_only_when_enabled_absent_and_small() {
 async fn a_failing_service_is_counted_with_status_error() {
     let metrics = metrics();
     let svc = MetricsLayer::new(Arc::clone(&metrics)).layer(tower::service_fn(
-        |_req: Request<Body>| async { Err::<Response<Full<Bytes>>, _>("backend down") },
+        |_req: Request<Full<Bytes>>| async { Err::<Response<Full<Bytes>>, _>("backend down") },
     ));
     let mut req = Request::post("/mcp").body(Full::new(Bytes::new())).unwrap();
     req.extensions_mut()
@@ -282,7 +285,7 @@ fn json_logs_carry_the_request_context_on_every_line() {
         .build()
         .unwrap();
 
-    let svc = MetricsLayer::new(metrics()).layer(tower::service_fn(handler));
+    let svc = MetricsLayer::new(metrics()).layer(tower::service_fn(handler::<Full<Bytes>>));
     let mut req = tool_request("search", "acme");
     req.headers_mut()
         .insert("x-request-id", "req-123".parse().unwrap());
@@ -343,7 +346,7 @@ fn human_logs_carry_the_request_context() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let svc = MetricsLayer::new(metrics()).layer(tower::service_fn(handler));
+    let svc = MetricsLayer::new(metrics()).layer(tower::service_fn(handler::<Full<Bytes>>));
     rt.block_on(svc.oneshot(tool_request("search", "acme")))
         .unwrap();
     let text = out.text();

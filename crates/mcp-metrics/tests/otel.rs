@@ -17,9 +17,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
 use mcp_metrics::otel::{OtelConfig, otel_layer, tracer_provider};
-use mcp_metrics::{
-    McpMetrics, McpRequestInfo, MetricsBody, MetricsConfig, MetricsLayer, TraceParent,
-};
+use mcp_metrics::{McpMetrics, McpRequestInfo, MetricsConfig, MetricsLayer, TraceParent};
 use opentelemetry::trace::{SpanId, TraceId};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 use tower::{Layer, ServiceExt};
@@ -30,12 +28,11 @@ const HEADER_TP: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01
 
 fn run_requests(requests: Vec<Request<Full<Bytes>>>) {
     let metrics = Arc::new(McpMetrics::new(&MetricsConfig::default()).unwrap());
-    let svc = MetricsLayer::new(metrics).layer(tower::service_fn(
-        |_req: Request<MetricsBody<Full<Bytes>>>| async {
+    let svc =
+        MetricsLayer::new(metrics).layer(tower::service_fn(|_req: Request<Full<Bytes>>| async {
             tracing::info!("handling");
             Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::new())))
-        },
-    ));
+        }));
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
