@@ -38,6 +38,11 @@ const SQLITE_ROWS_PER_INSERT: usize = 1_000;
 #[cfg(feature = "postgres")]
 const PG_ROWS_PER_INSERT: usize = 5_000;
 
+/// The smallest part a PostgreSQL insert is split into for parallel copies
+/// ([`AuditStore::write_connections`]).
+#[cfg(feature = "postgres")]
+const PG_MIN_ROWS_PER_PART: usize = 250;
+
 #[derive(Debug, Clone)]
 enum Backend {
     #[cfg(feature = "sqlite")]
@@ -57,6 +62,7 @@ enum Backend {
 pub struct AuditStore {
     backend: Backend,
     name: String,
+    write_connections: usize,
 }
 
 /// The settings of a retention purge.
@@ -130,6 +136,7 @@ impl AuditStore {
         Self {
             backend: Backend::Sqlite(pool),
             name: "sqlite".to_owned(),
+            write_connections: 1,
         }
     }
 
@@ -168,7 +175,19 @@ impl AuditStore {
         Self {
             backend: Backend::Postgres(pool),
             name: "postgres".to_owned(),
+            write_connections: 2,
         }
+    }
+
+    /// PostgreSQL: how many pool connections one large insert may use at once (default 2,
+    /// at most the pool's size). A batch of at least 500 rows (twice 250) is
+    /// split into that many parts, copied in parallel, each in its own transaction; the
+    /// insert succeeds only when every part did. After a partial failure the logger replays
+    /// the whole batch and the parts already stored are skipped by id. SQLite ignores this
+    /// (it has one writer).
+    pub fn write_connections(mut self, connections: usize) -> Self {
+        self.write_connections = connections.max(1);
+        self
     }
 
     /// Renames the store as a sink (the name picks its spool file in the logger).
@@ -249,8 +268,12 @@ impl AuditStore {
             }
             #[cfg(feature = "postgres")]
             Backend::Postgres(pool) => {
-                for chunk in events.chunks(PG_ROWS_PER_INSERT) {
-                    inserted += pg_insert(pool, chunk).await?;
+                let parts = self
+                    .write_connections
+                    .min(pool.options().get_max_connections() as usize)
+                    .max(1);
+                for chunk in events.chunks(PG_ROWS_PER_INSERT * parts) {
+                    inserted += pg_insert_parallel(pool, chunk, parts).await?;
                 }
             }
         }
@@ -479,21 +502,76 @@ fn sqlite_insert_sql(rows: usize) -> String {
     sql
 }
 
-/// One binary `COPY` per chunk, the fastest way into PostgreSQL. `COPY` has no
-/// `ON CONFLICT`: when a row is already there (a batch replayed after a write whose success
-/// was not seen), the whole `COPY` fails with a unique violation and inserts nothing, and the
-/// chunk goes through the idempotent [`pg_insert_unnest`] instead.
+/// Inserts `events` in up to `parts` parallel parts, each through [`pg_insert`] on its own
+/// pool connection. Every part is awaited; the first error is returned after all finished.
 #[cfg(feature = "postgres")]
-async fn pg_insert(pool: &sqlx::PgPool, events: &[AuditEvent]) -> Result<u64, sqlx::Error> {
+async fn pg_insert_parallel(
+    pool: &sqlx::PgPool,
+    events: &[AuditEvent],
+    parts: usize,
+) -> Result<u64, sqlx::Error> {
+    let size = events
+        .len()
+        .div_ceil(parts.max(1))
+        .max(PG_MIN_ROWS_PER_PART);
+    if size >= events.len() {
+        return pg_insert(pool, events).await;
+    }
+    let mut copies = tokio::task::JoinSet::new();
+    for (i, part) in events.chunks(size).enumerate() {
+        let data = pg_copy::encode(part)?;
+        let pool = pool.clone();
+        copies.spawn(async move { (i, pg_copy_in(&pool, data).await) });
+    }
+    let mut inserted = 0;
+    let mut duplicates = Vec::new();
+    let mut first_error = None;
+    while let Some(joined) = copies.join_next().await {
+        match joined {
+            Ok((_, Ok(n))) => inserted += n,
+            Ok((i, Err(sqlx::Error::Database(e)))) if e.is_unique_violation() => {
+                duplicates.push(i);
+            }
+            Ok((_, Err(e))) => {
+                first_error.get_or_insert(e);
+            }
+            Err(e) => {
+                first_error.get_or_insert(sqlx::Error::Io(std::io::Error::other(e)));
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    duplicates.sort_unstable();
+    for i in duplicates {
+        if let Some(part) = events.chunks(size).nth(i) {
+            inserted += pg_insert_unnest(pool, part).await?;
+        }
+    }
+    Ok(inserted)
+}
+
+/// Streams binary `COPY` data into `audit_events` on one pool connection.
+#[cfg(feature = "postgres")]
+async fn pg_copy_in(pool: &sqlx::PgPool, data: Vec<u8>) -> Result<u64, sqlx::Error> {
     use sqlx::postgres::PgPoolCopyExt;
-    let data = pg_copy::encode(events)?;
     let statement = format!(
         "COPY audit_events ({}) FROM STDIN (FORMAT binary)",
         columns::COLUMNS.join(", ")
     );
     let mut copy = pool.copy_in_raw(&statement).await?;
     copy.send(data).await?;
-    match copy.finish().await {
+    copy.finish().await
+}
+
+/// One binary `COPY` per chunk, the fastest way into PostgreSQL. `COPY` has no
+/// `ON CONFLICT`: when a row is already there (a batch replayed after a write whose success
+/// was not seen), the whole `COPY` fails with a unique violation and inserts nothing, and the
+/// chunk goes through the idempotent [`pg_insert_unnest`] instead.
+#[cfg(feature = "postgres")]
+async fn pg_insert(pool: &sqlx::PgPool, events: &[AuditEvent]) -> Result<u64, sqlx::Error> {
+    match pg_copy_in(pool, pg_copy::encode(events)?).await {
         Ok(n) => Ok(n),
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
             pg_insert_unnest(pool, events).await
