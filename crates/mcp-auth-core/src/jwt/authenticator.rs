@@ -169,9 +169,17 @@ impl JwtAuthenticator {
     }
 
     async fn check_revocation(&self, principal: &Principal) -> Result<(), AuthError> {
-        match &self.revocation {
-            Some(store) if store.is_revoked(principal).await? => Err(AuthError::Revoked),
-            _ => Ok(()),
+        let Some(store) = &self.revocation else {
+            return Ok(());
+        };
+        let revoked = match store.is_revoked_now(principal) {
+            Some(answer) => answer?,
+            None => store.is_revoked(principal).await?,
+        };
+        if revoked {
+            Err(AuthError::Revoked)
+        } else {
+            Ok(())
         }
     }
 
@@ -319,6 +327,58 @@ mod tests {
             auth.verify(&other).await,
             Err(AuthError::InvalidToken(TokenRejection::Expired))
         ));
+    }
+
+    /// A store that can only answer by awaiting, as a networked store does.
+    struct AwaitOnly(MemoryRevocationStore);
+
+    #[async_trait]
+    impl RevocationStore for AwaitOnly {
+        async fn revoke_token(
+            &self,
+            jti: &str,
+            expires_at: std::time::SystemTime,
+        ) -> Result<(), AuthError> {
+            self.0.revoke_token(jti, expires_at).await
+        }
+
+        async fn revoke_subject(
+            &self,
+            subject: &str,
+            issued_before: std::time::SystemTime,
+            ttl_until: std::time::SystemTime,
+        ) -> Result<(), AuthError> {
+            self.0
+                .revoke_subject(subject, issued_before, ttl_until)
+                .await
+        }
+
+        async fn is_revoked(&self, principal: &Principal) -> Result<bool, AuthError> {
+            self.0.is_revoked(principal).await
+        }
+    }
+
+    #[tokio::test]
+    async fn store_without_an_immediate_answer_is_awaited() {
+        let clock = clock();
+        let store = Arc::new(AwaitOnly(
+            MemoryRevocationStore::new().with_clock(clock.clone()),
+        ));
+        let auth = JwtAuthenticator::builder(strict_validator(&clock), keys())
+            .revocation(store.clone())
+            .build();
+        let mut c = claims();
+        c["jti"] = json!("j-3");
+        let token = sign(Algorithm::RS256, RSA_PRIVATE, Some("k1"), &c);
+        auth.verify(&token).await.unwrap();
+        assert!(
+            store
+                .is_revoked_now(&auth.verify(&token).await.unwrap())
+                .is_none()
+        );
+        let exp = UNIX_EPOCH + Duration::from_secs(NOW + 600);
+        store.revoke_token("j-3", exp).await.unwrap();
+        assert!(matches!(auth.verify(&token).await, Err(AuthError::Revoked)));
     }
 
     #[tokio::test]

@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use foldhash::fast::RandomState;
 
 use super::{DEFAULT_RETENTION_MARGIN, RevocationStore, retention_end, subject_revokes};
 use crate::clock::{Clock, SystemClock};
@@ -23,12 +24,14 @@ struct SubjectEntry {
     until: SystemTime,
 }
 
+/// Both maps hash with seeded foldhash: a lookup per request with SipHash cost more than
+/// the rest of the check, and the seed keeps the buckets unpredictable.
 #[derive(Default)]
 struct Entries {
     /// Revoked `jti` -> when the entry may be dropped.
-    tokens: HashMap<Box<str>, SystemTime>,
+    tokens: HashMap<Box<str>, SystemTime, RandomState>,
     /// Revoked subjects.
-    subjects: HashMap<Box<str>, SubjectEntry>,
+    subjects: HashMap<Box<str>, SubjectEntry, RandomState>,
 }
 
 impl Entries {
@@ -53,7 +56,9 @@ impl Entries {
 /// [`AuthError::Unavailable`] instead of evicting an older one: evicting would silently
 /// make a revoked token valid again. Updating an existing entry always succeeds.
 ///
-/// `is_revoked` takes a read lock and does at most two hash lookups.
+/// `is_revoked` takes a read lock and does at most two hash lookups; it reads the clock only
+/// when one of them finds an entry, and it answers through
+/// [`is_revoked_now`](RevocationStore::is_revoked_now) without a boxed future.
 pub struct MemoryRevocationStore {
     entries: RwLock<Entries>,
     clock: Arc<dyn Clock>,
@@ -131,6 +136,24 @@ impl MemoryRevocationStore {
             .unwrap_or_default()
     }
 
+    /// Whether `principal` is revoked: the check behind `is_revoked` and `is_revoked_now`.
+    fn check(&self, principal: &Principal) -> Result<bool, AuthError> {
+        let entries = self.entries.read().map_err(|_| poisoned())?;
+        let token_until = principal
+            .token_id()
+            .and_then(|jti| entries.tokens.get(jti).copied());
+        let subject = entries.subjects.get(principal.subject()).copied();
+        drop(entries);
+        if token_until.is_none() && subject.is_none() {
+            return Ok(false);
+        }
+        let now = self.clock.now();
+        Ok(token_until.is_some_and(|until| until > now)
+            || subject.is_some_and(|entry| {
+                entry.until > now && subject_revokes(entry.issued_before, principal)
+            }))
+    }
+
     /// Makes room for one more entry: purges expired ones when full, fails if still full.
     fn make_room(&self, entries: &mut Entries, now: SystemTime) -> Result<(), AuthError> {
         if entries.len() >= self.capacity {
@@ -189,22 +212,11 @@ impl RevocationStore for MemoryRevocationStore {
     }
 
     async fn is_revoked(&self, principal: &Principal) -> Result<bool, AuthError> {
-        let entries = self.entries.read().map_err(|_| poisoned())?;
-        if entries.tokens.is_empty() && entries.subjects.is_empty() {
-            return Ok(false);
-        }
-        let now = self.clock.now();
-        if let Some(jti) = principal.token_id()
-            && entries.tokens.get(jti).is_some_and(|until| *until > now)
-        {
-            return Ok(true);
-        }
-        Ok(entries
-            .subjects
-            .get(principal.subject())
-            .is_some_and(|entry| {
-                entry.until > now && subject_revokes(entry.issued_before, principal)
-            }))
+        self.check(principal)
+    }
+
+    fn is_revoked_now(&self, principal: &Principal) -> Option<Result<bool, AuthError>> {
+        Some(self.check(principal))
     }
 }
 
@@ -242,6 +254,14 @@ mod tests {
         store.revoke_token("t1", secs(1_100)).await.unwrap();
         assert!(store.is_revoked(&p).await.unwrap());
         assert!(!store.is_revoked(&token("alice", "t2", 900)).await.unwrap());
+        // The answer without waiting is the same.
+        assert!(store.is_revoked_now(&p).unwrap().unwrap());
+        assert!(
+            !store
+                .is_revoked_now(&token("alice", "t2", 900))
+                .unwrap()
+                .unwrap()
+        );
         clock.advance(Duration::from_secs(100));
         assert!(!store.is_revoked(&p).await.unwrap());
         assert_eq!(store.purge_expired(), 1);
