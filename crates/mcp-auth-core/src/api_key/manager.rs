@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use foldhash::fast::RandomState;
 
 use super::{
     ApiKeyError, ApiKeyFilter, ApiKeyFormat, ApiKeyHasher, ApiKeyRecord, ApiKeyStore, ApiKeyUpdate,
@@ -20,6 +21,9 @@ use crate::principal::{AuthMethod, Principal};
 /// How many distinct keys may wait for a last-used flush; further uses are not recorded
 /// until the next flush (last-used is advisory, memory is not).
 const DEFAULT_MAX_PENDING: usize = 100_000;
+
+/// How many keys' principals are kept for reuse; past that an arbitrary one makes room.
+const MAX_PRINCIPALS: usize = 10_000;
 
 /// How often issuing retries after a key-id collision (64 random bits: practically never).
 const ISSUE_ATTEMPTS: usize = 3;
@@ -158,8 +162,9 @@ impl ApiKeyManagerBuilder {
                 hasher,
                 format,
                 clock: self.clock,
-                pending: Mutex::new(HashMap::new()),
+                pending: Mutex::new(HashMap::default()),
                 max_pending: self.max_pending,
+                principals: Mutex::new(HashMap::default()),
             }),
         })
     }
@@ -182,9 +187,16 @@ struct Inner {
     format: ApiKeyFormat,
     clock: Arc<dyn Clock>,
     /// Last successful use per key id since the last flush.
-    pending: Mutex<HashMap<Box<str>, SystemTime>>,
+    pending: Mutex<HashMap<Box<str>, SystemTime, RandomState>>,
     max_pending: usize,
+    /// The principal last built for each key id, with the record it was built from: reused
+    /// while the store returns a record with the same fields (see [`same_principal`]), so a
+    /// request does not rebuild every string and set. At most [`MAX_PRINCIPALS`] entries.
+    principals: Mutex<PrincipalMemo>,
 }
+
+/// Key id -> the record a principal was built from, and that principal.
+type PrincipalMemo = HashMap<Box<str>, (Arc<ApiKeyRecord>, Principal), RandomState>;
 
 impl fmt::Debug for ApiKeyManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -278,7 +290,9 @@ impl ApiKeyManager {
             return Err(AuthError::InvalidApiKey);
         };
         let key_id = parsed.key_id();
-        let record = inner.store.get(key_id).await.map_err(unavailable)?;
+        // Through the `dyn` store itself: the `Arc` forwarding impl would box a second future.
+        let store: &dyn ApiKeyStore = &*inner.store;
+        let record = store.get_shared(key_id).await.map_err(unavailable)?;
         let Some(record) = record else {
             // Hash anyway, so an unknown key id takes about as long as a wrong secret.
             std::hint::black_box(inner.hasher.hash(key_id, parsed.secret()));
@@ -299,7 +313,31 @@ impl ApiKeyManager {
             return Err(AuthError::InvalidApiKey);
         }
         self.record_use(key_id, now);
-        Ok(principal_of(record))
+        Ok(self.principal(record))
+    }
+
+    /// The principal of `record`: the one built before for the same fields, or a new one.
+    fn principal(&self, record: Arc<ApiKeyRecord>) -> Principal {
+        let Ok(mut memo) = self.inner.principals.lock() else {
+            return principal_of(&record);
+        };
+        if let Some((seen, principal)) = memo.get_mut(record.key_id.as_str()) {
+            if !same_principal(seen, &record) {
+                *principal = principal_of(&record);
+                *seen = record;
+            }
+            return principal.clone();
+        }
+        let principal = principal_of(&record);
+        // Evict one entry rather than clear them all: dropping thousands of principals at
+        // once would stall this request.
+        if memo.len() >= MAX_PRINCIPALS
+            && let Some(victim) = memo.keys().next().cloned()
+        {
+            memo.remove(&victim);
+        }
+        memo.insert(record.key_id.as_str().into(), (record, principal.clone()));
+        principal
     }
 
     /// Rotates a key: issues a new key with the same owner, tenant, roles, scopes, name and
@@ -506,21 +544,36 @@ impl Drop for LastUsedFlusher {
     }
 }
 
-fn principal_of(record: ApiKeyRecord) -> Principal {
+/// The principal a key authenticates as. [`same_principal`] must compare every field read
+/// here.
+fn principal_of(record: &ApiKeyRecord) -> Principal {
     let mut builder = Principal::builder(
-        record.owner,
+        record.owner.as_str(),
         AuthMethod::ApiKey {
-            key_id: record.key_id,
+            key_id: record.key_id.clone(),
         },
     )
-    .maybe_tenant(record.tenant)
-    .roles(record.roles)
-    .scopes(record.scopes)
+    .maybe_tenant(record.tenant.clone())
+    .roles(record.roles.iter().cloned())
+    .scopes(record.scopes.iter().cloned())
     .issued_at(record.created_at);
     if let Some(at) = record.expires_at {
         builder = builder.expires_at(at);
     }
     builder.build()
+}
+
+/// Whether [`principal_of`] gives the same principal for `a` and `b`: the same shared record
+/// (a shared record never changes), or equal in every field it reads.
+fn same_principal(a: &Arc<ApiKeyRecord>, b: &Arc<ApiKeyRecord>) -> bool {
+    Arc::ptr_eq(a, b)
+        || (a.key_id == b.key_id
+            && a.owner == b.owner
+            && a.tenant == b.tenant
+            && a.roles == b.roles
+            && a.scopes == b.scopes
+            && a.created_at == b.created_at
+            && a.expires_at == b.expires_at)
 }
 
 /// An [`Authenticator`] for [`CredentialKind::ApiKey`] credentials, backed by an

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::fmt;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -11,9 +11,13 @@ use async_trait::async_trait;
 use super::{ApiKeyError, ApiKeyFilter, ApiKeyRecord, ApiKeyStore, ApiKeyUpdate};
 
 /// API keys held in memory. Keys are lost when the process ends.
+///
+/// Records are shared: [`get_shared`](ApiKeyStore::get_shared) hands out the stored record
+/// without copying it, and a change stores a new record rather than editing one that a
+/// reader may still hold.
 #[derive(Default)]
 pub struct MemoryApiKeyStore {
-    keys: RwLock<HashMap<String, ApiKeyRecord>>,
+    keys: RwLock<HashMap<String, Arc<ApiKeyRecord>>>,
 }
 
 impl fmt::Debug for MemoryApiKeyStore {
@@ -43,13 +47,18 @@ impl ApiKeyStore for MemoryApiKeyStore {
         match keys.entry(record.key_id.clone()) {
             Entry::Occupied(_) => Err(ApiKeyError::AlreadyExists),
             Entry::Vacant(slot) => {
-                slot.insert(record.clone());
+                slot.insert(Arc::new(record.clone()));
                 Ok(())
             }
         }
     }
 
     async fn get(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, ApiKeyError> {
+        let keys = self.keys.read().map_err(|_| poisoned())?;
+        Ok(keys.get(key_id).map(|record| ApiKeyRecord::clone(record)))
+    }
+
+    async fn get_shared(&self, key_id: &str) -> Result<Option<Arc<ApiKeyRecord>>, ApiKeyError> {
         let keys = self.keys.read().map_err(|_| poisoned())?;
         Ok(keys.get(key_id).cloned())
     }
@@ -60,9 +69,11 @@ impl ApiKeyStore for MemoryApiKeyStore {
         update: &ApiKeyUpdate,
     ) -> Result<Option<ApiKeyRecord>, ApiKeyError> {
         let mut keys = self.keys.write().map_err(|_| poisoned())?;
-        Ok(keys.get_mut(key_id).map(|record| {
-            update.apply_to(record);
-            record.clone()
+        Ok(keys.get_mut(key_id).map(|shared| {
+            let mut record = ApiKeyRecord::clone(shared);
+            update.apply_to(&mut record);
+            *shared = Arc::new(record.clone());
+            record
         }))
     }
 
@@ -71,7 +82,7 @@ impl ApiKeyStore for MemoryApiKeyStore {
         let mut found: Vec<ApiKeyRecord> = keys
             .values()
             .filter(|r| filter.matches(r))
-            .cloned()
+            .map(|r| ApiKeyRecord::clone(r))
             .collect();
         found.sort_by(|a, b| {
             a.created_at
@@ -85,10 +96,12 @@ impl ApiKeyStore for MemoryApiKeyStore {
     async fn touch_last_used(&self, uses: &[(String, SystemTime)]) -> Result<(), ApiKeyError> {
         let mut keys = self.keys.write().map_err(|_| poisoned())?;
         for (key_id, at) in uses {
-            if let Some(record) = keys.get_mut(key_id)
-                && record.last_used_at.is_none_or(|current| current < *at)
+            if let Some(shared) = keys.get_mut(key_id)
+                && shared.last_used_at.is_none_or(|current| current < *at)
             {
+                let mut record = ApiKeyRecord::clone(shared);
                 record.last_used_at = Some(*at);
+                *shared = Arc::new(record);
             }
         }
         Ok(())

@@ -20,6 +20,13 @@ pub trait ApiKeyStore: Send + Sync {
     /// The key with `key_id`, if any.
     async fn get(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, ApiKeyError>;
 
+    /// The key with `key_id` as a shared record, if any: what verification reads on every
+    /// request. The default wraps [`get`](Self::get); a store that keeps its records in memory
+    /// hands out its own copy instead of cloning every string of the record.
+    async fn get_shared(&self, key_id: &str) -> Result<Option<Arc<ApiKeyRecord>>, ApiKeyError> {
+        Ok(self.get(key_id).await?.map(Arc::new))
+    }
+
     /// Applies `update` to the key with `key_id` atomically and returns the key as it is
     /// afterwards, or `None` if there is no such key. See [`ApiKeyUpdate`] for the rules.
     async fn update(
@@ -44,6 +51,10 @@ impl<S: ApiKeyStore + ?Sized> ApiKeyStore for Arc<S> {
 
     async fn get(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, ApiKeyError> {
         (**self).get(key_id).await
+    }
+
+    async fn get_shared(&self, key_id: &str) -> Result<Option<Arc<ApiKeyRecord>>, ApiKeyError> {
+        (**self).get_shared(key_id).await
     }
 
     async fn update(

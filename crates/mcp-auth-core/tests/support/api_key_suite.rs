@@ -101,6 +101,15 @@ pub(crate) async fn issue_verify_and_reject(store: Arc<dyn ApiKeyStore>) {
             .any(|w| secret_part.as_bytes().windows(8).any(|s| s == w))
     );
     assert!(!format!("{record:?}").contains(secret_part));
+    // The shared record (what verification reads) is the same record.
+    assert_eq!(*store.get_shared(&key_id).await.unwrap().unwrap(), record);
+    assert!(
+        store
+            .get_shared("ffffffffffffffff")
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // Duplicate ids are refused; updates of unknown keys report it.
     assert!(matches!(
@@ -220,6 +229,8 @@ pub(crate) async fn rotation_grace(store: Arc<dyn ApiKeyStore>) {
         .await
         .unwrap();
     clock.advance(Duration::from_secs(24 * 3600));
+    let before = keys.verify(old.key.expose()).await.unwrap();
+    assert_eq!(before.expires_at(), old.record.expires_at);
 
     let grace = Duration::from_secs(600);
     let new = keys.rotate(&old.record.key_id, grace).await.unwrap();
@@ -239,8 +250,10 @@ pub(crate) async fn rotation_grace(store: Arc<dyn ApiKeyStore>) {
     assert_eq!(old_record.replaced_by.as_deref(), Some(&*new.record.key_id));
     assert_eq!(old_record.expires_at, Some(clock.now_for_test() + grace));
 
-    // Both keys work inside the grace period.
-    assert!(keys.verify(old.key.expose()).await.is_ok());
+    // Both keys work inside the grace period; the old key's principal now expires with it.
+    let during = keys.verify(old.key.expose()).await.unwrap();
+    assert_eq!(during.expires_at(), Some(clock.now_for_test() + grace));
+    assert_eq!(during.subject(), before.subject());
     assert!(keys.verify(new.key.expose()).await.is_ok());
     assert!(matches!(
         keys.rotate(&old.record.key_id, grace).await,
