@@ -157,6 +157,10 @@ impl std::fmt::Debug for Msg {
 ///   into the hash chain and hands them to every sink in batches of up to
 ///   [`batch_size`](AuditLoggerBuilder::batch_size) events or after
 ///   [`max_batch_delay`](AuditLoggerBuilder::max_batch_delay), whichever comes first.
+///   Recording does the least it can: the event is moved onto the queue, and the writer is
+///   woken only when a batch's worth is waiting (or by the batch deadline), not per event.
+///   One batch is written while the next is taken, redacted and linked; at most one write
+///   is in flight, so sinks see batches in order.
 /// * When a sink fails, the batch goes to that sink's spool file (append-only, fsynced) and
 ///   every later batch follows it there, so order is kept; the spool is replayed with
 ///   exponential back-off until the sink accepts it.

@@ -17,8 +17,9 @@ pub use tracing_sink::TracingSink;
 
 /// Where audit events end up.
 ///
-/// The [`AuditLogger`](crate::AuditLogger) calls `write_batch` from one background task, one
-/// batch at a time, in order. A batch that fails is kept in the logger's spool for this sink
+/// The [`AuditLogger`](crate::AuditLogger) calls `write_batch` one batch at a time, in order
+/// (a call ends before the next one starts; the logger prepares the next batch meanwhile). A
+/// batch that fails is kept in the logger's spool for this sink
 /// and written again later, in order, so a sink may see the same event more than once after
 /// a failure: sinks that can (the SQL store) ignore events whose id they already hold.
 ///
