@@ -36,38 +36,62 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
 
-use axum::Router;
+use std::convert::Infallible;
+
+use axum::ServiceExt;
+use axum::extract::Request;
+use axum::response::Response;
 use tokio::sync::oneshot;
+use tower::Service;
+
+/// Serves the client's requests until `done` (with [`counted_server`]).
+type Server = fn(&tokio::runtime::Runtime, TcpListener, oneshot::Receiver<()>);
 
 /// One measured set-up.
 struct Variant {
     name: &'static str,
-    router: fn() -> Router,
+    server: Server,
     /// Whether an info-level subscriber makes the request span live.
     logs: bool,
 }
 
 /// The variants, in report order; the first is the baseline.
-const VARIANTS: [Variant; 4] = [
+const VARIANTS: [Variant; 6] = [
     Variant {
         name: "without_layer",
-        router: support::plain_router,
+        server: |rt, listener, done| counted_server(rt, listener, support::plain_router(), done),
         logs: false,
     },
     Variant {
         name: "with_noop_layer",
-        router: support::noop_layer_router,
+        server: |rt, listener, done| {
+            counted_server(rt, listener, support::noop_layer_router(), done);
+        },
         logs: false,
     },
     Variant {
         name: "with_layer",
-        router: support::measured_router,
+        server: |rt, listener, done| counted_server(rt, listener, support::measured_router(), done),
         logs: false,
     },
     Variant {
         name: "with_layer_and_info_logs",
-        router: support::measured_router,
+        server: |rt, listener, done| counted_server(rt, listener, support::measured_router(), done),
         logs: true,
+    },
+    Variant {
+        name: "around_router/without_layer",
+        server: |rt, listener, done| {
+            counted_server(rt, listener, support::plain_around_router(), done);
+        },
+        logs: false,
+    },
+    Variant {
+        name: "around_router/with_layer",
+        server: |rt, listener, done| {
+            counted_server(rt, listener, support::measured_around_router(), done);
+        },
+        logs: false,
     },
 ];
 
@@ -117,21 +141,24 @@ fn serve(variant: &str, n: usize) {
     let _logs = variant
         .logs
         .then(|| tracing::subscriber::set_default(support::info_subscriber()));
-    counted_server(&rt, listener, (variant.router)(), done_rx);
+    (variant.server)(&rt, listener, done_rx);
     client.join().unwrap();
 }
 
 /// Runs the server until the client is done: everything callgrind counts happens in here.
 #[inline(never)]
-fn counted_server(
+fn counted_server<S>(
     rt: &tokio::runtime::Runtime,
     listener: TcpListener,
-    app: Router,
+    app: S,
     done: oneshot::Receiver<()>,
-) {
+) where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
+{
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-        axum::serve(listener, app)
+        axum::serve(listener, app.into_make_service())
             .with_graceful_shutdown(async {
                 let _ = done.await;
             })
@@ -176,7 +203,7 @@ fn measure(n: usize) {
     for Variant { name, .. } in &VARIANTS {
         let mut totals = [0u64; 2];
         for (total, count) in totals.iter_mut().zip([n, 2 * n]) {
-            let out = dir.join(format!("callgrind.{name}.{count}"));
+            let out = dir.join(format!("callgrind.{}.{count}", name.replace('/', "-")));
             let status = Command::new("valgrind")
                 .arg("--tool=callgrind")
                 .arg(format!("--toggle-collect={COUNTED}"))
@@ -193,7 +220,7 @@ fn measure(n: usize) {
         let base = per_variant.first().map_or(per_request, |(_, base)| *base);
         let added = per_request - base;
         println!(
-            "{name:<26} {per_request:>9.0} instr/request   {added:>+7.0} ({:+.1}%) vs without_layer",
+            "{name:<28} {per_request:>9.0} instr/request   {added:>+7.0} ({:+.1}%) vs without_layer",
             100.0 * added / base
         );
         per_variant.push((*name, per_request));
@@ -211,6 +238,16 @@ fn measure(n: usize) {
             "the layer's own work (with_layer - with_noop_layer): {:.0} instr/request ({:.1}% of without_layer)",
             layer - noop,
             100.0 * (layer - noop) / base
+        );
+    }
+    if let (Some(base), Some(layer)) = (
+        of("around_router/without_layer"),
+        of("around_router/with_layer"),
+    ) {
+        println!(
+            "around the router (no per-route boxing by axum): the layer adds {:.0} instr/request ({:.1}%)",
+            layer - base,
+            100.0 * (layer - base) / base
         );
     }
     println!("callgrind files: {}", dir.display());

@@ -2,7 +2,8 @@
 //! `metrics/observe_tool_call` (everything the layer records for a tool call), and
 //! `metrics/layer_overhead/*` (a trivial axum handler with and without the layer, in process
 //! and over loopback HTTP/1.1 keep-alive; in process also behind a no-op layer, which shows
-//! what axum itself adds for any layer).
+//! what axum itself adds for any layer, and with the layers wrapped around the router instead
+//! of added with `Router::layer`).
 
 #![allow(
     clippy::unwrap_used,
@@ -22,7 +23,10 @@ use axum::body::Body;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::Request;
 use mcp_metrics::RequestRecord;
-use support::{info_subscriber, measured_router, metrics, noop_layer_router, plain_router};
+use support::{
+    info_subscriber, measured_around_router, measured_router, metrics, noop_layer_router,
+    plain_around_router, plain_router,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 
@@ -64,6 +68,16 @@ fn layer_in_process(c: &mut Criterion) {
     let noop = noop_layer_router();
     group.bench_function("with_noop_layer", |b| {
         b.to_async(&rt).iter(|| noop.clone().oneshot(request()))
+    });
+    // Both layers wrapped around the router instead of added with `Router::layer`.
+    let (plain_around, measured_around) = (plain_around_router(), measured_around_router());
+    group.bench_function("around_router/without_layer", |b| {
+        b.to_async(&rt)
+            .iter(|| plain_around.clone().oneshot(request()))
+    });
+    group.bench_function("around_router/with_layer", |b| {
+        b.to_async(&rt)
+            .iter(|| measured_around.clone().oneshot(request()))
     });
     // With an info-level JSON subscriber installed, so the request span is live (its lines go
     // to a sink; no line is written per request at info).

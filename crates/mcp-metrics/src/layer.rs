@@ -279,6 +279,10 @@ impl std::fmt::Display for TraceIdHex<'_> {
 }
 
 fn finish(span: &Span, status: u16) {
+    if span.is_disabled() {
+        // No subscriber wants the span: skip looking its fields up by name.
+        return;
+    }
     span.record("http.response.status_code", status);
     if status == 0 || status >= 500 {
         span.record("otel.status_code", "ERROR");

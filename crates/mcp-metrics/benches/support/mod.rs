@@ -1,6 +1,7 @@
-//! The routers both benches measure: a trivial axum handler without the layer, behind a no-op
+//! The services both benches measure: a trivial axum handler without the layer, behind a no-op
 //! layer, and behind [`MetricsLayer`], each after the same outer layer that supplies the parsed
-//! MCP envelope; and the info-level JSON subscriber that makes the request span live.
+//! MCP envelope (layers added with `Router::layer`, or wrapped around the whole router); and
+//! the info-level JSON subscriber that makes the request span live.
 
 use std::sync::Arc;
 
@@ -9,8 +10,9 @@ use axum::body::Body;
 use axum::routing::post;
 use http::Request;
 use mcp_metrics::logging::{self, LogConfig};
-use mcp_metrics::{McpMetrics, McpRequestInfo, MetricsConfig, MetricsLayer};
-use tower::util::MapRequestLayer;
+use mcp_metrics::{McpMetrics, McpRequestInfo, MetricsConfig, MetricsLayer, MetricsService};
+use tower::Layer;
+use tower::util::{MapRequest, MapRequestLayer};
 
 pub(crate) fn metrics() -> Arc<McpMetrics> {
     Arc::new(McpMetrics::new(&MetricsConfig::default()).unwrap())
@@ -50,6 +52,27 @@ pub(crate) fn noop_layer_router() -> Router {
         .route("/mcp", post(|| async { "ok" }))
         .layer(MapRequestLayer::new(|req: Request<Body>| req))
         .layer(MapRequestLayer::new(with_info))
+}
+
+/// The outer envelope layer as a service type.
+pub(crate) type WithInfo<S> = MapRequest<S, fn(Request<Body>) -> Request<Body>>;
+
+fn handler_router() -> Router {
+    Router::new().route("/mcp", post(|| async { "ok" }))
+}
+
+/// The handler's router inside the envelope layer, both wrapped around the router rather than
+/// added with `Router::layer` (which boxes and clones the layered route per request).
+pub(crate) fn plain_around_router() -> WithInfo<Router> {
+    MapRequest::new(handler_router(), with_info)
+}
+
+/// [`plain_around_router`] with [`MetricsLayer`] around the router, inside the envelope layer.
+pub(crate) fn measured_around_router() -> WithInfo<MetricsService<Router>> {
+    MapRequest::new(
+        MetricsLayer::new(metrics()).layer(handler_router()),
+        with_info,
+    )
 }
 
 /// An info-level JSON subscriber writing to a sink: the request span is live, and no line is
