@@ -94,11 +94,10 @@ pub(crate) fn profile(
         .filter(|l| !l.starts_with('#') && l.contains('%'))
         .take(12)
     {
-        let _ = writeln!(
-            text,
-            "  {}",
-            line.split_whitespace().collect::<Vec<_>>().join(" ")
-        );
+        // perf pads the line with empty "-" columns (no parent symbol, no caller).
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let end = words.iter().rposition(|w| *w != "-").map_or(0, |i| i + 1);
+        let _ = writeln!(text, "  {}", words[..end].join(" "));
     }
     let _ = writeln!(
         text,

@@ -88,7 +88,11 @@ pub(crate) fn ensure_tokens(
         "minting {count} RS256 tokens into {}",
         dir.display()
     ));
-    let status = command.status().context("running mint_tokens.py")?;
+    // Its progress line goes to stderr with ours: stdout carries only the table.
+    let status = command
+        .stdout(std::io::stderr())
+        .status()
+        .context("running mint_tokens.py")?;
     if !status.success() {
         bail!("mint_tokens.py failed with {status}");
     }
