@@ -14,12 +14,13 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, ValueEnum};
 
 use measure::{Load, LoadSpec};
-use process::{ECHO_CALL, JwksServer, Server, post_mcp};
+use process::{ECHO_CALL, JwksServer, Launch, Server, ensure_port_free, post_mcp};
 use report::RunRecord;
 use setup::{AuditSink, GatewayWiring, Profile, TokenSet};
 
@@ -85,6 +86,15 @@ struct Options {
     /// request path (reports in target/loadtest/perf-*.txt).
     #[arg(long)]
     perf: bool,
+}
+
+impl Options {
+    /// An upper bound of one scenario's wall-clock time: warm-up, runs, the profiled run,
+    /// plus ten minutes for start-up, checks and token files.
+    fn scenario_time(&self) -> Duration {
+        let load = self.warmup + self.runs * self.duration + u32::from(self.perf) * self.duration;
+        Duration::from_secs(u64::from(load) + 600)
+    }
 }
 
 /// The measured configurations.
@@ -191,14 +201,18 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let jwks = JwksServer::start(jwks_body)?;
 
     let upstream_addr = SocketAddr::from(([127, 0, 0, 1], options.upstream_port));
-    let mut upstream = Server::spawn(
-        "mini_mcp",
-        &options.server_cpus,
-        &upstream_bin,
-        &[upstream_addr.to_string()],
-        &[("MINI_MCP_THREADS", "1")],
-        &work.join("mini_mcp.log"),
-    )?;
+    ensure_port_free(upstream_addr)?;
+    let scenario_time = options.scenario_time();
+    let scenarios_run = u32::try_from(options.scenarios.len())?;
+    let mut upstream = Server::spawn(&Launch {
+        name: "mini_mcp",
+        cpus: &options.server_cpus,
+        program: &upstream_bin,
+        args: &[upstream_addr.to_string()],
+        envs: &[("MINI_MCP_THREADS", "1")],
+        log: &work.join("mini_mcp.log"),
+        lifetime: scenario_time * scenarios_run.max(1),
+    })?;
     upstream.wait_ready(upstream_addr)?;
     let answer = post_mcp(upstream_addr, None, ECHO_CALL)?;
     if !answer.is_rpc_success() {
@@ -339,18 +353,21 @@ fn start_gateway(
     tokens: &TokenSet,
 ) -> Result<Server> {
     let addr = SocketAddr::from(([127, 0, 0, 1], options.gateway_port));
-    let mut gateway = Server::spawn(
-        "mcp-gateway",
-        &options.server_cpus,
-        binary,
-        &[
-            "serve".to_owned(),
-            "--config".to_owned(),
-            config.display().to_string(),
-        ],
-        &[],
-        &dir.join("gateway.log"),
-    )?;
+    ensure_port_free(addr)?;
+    let args = [
+        "serve".to_owned(),
+        "--config".to_owned(),
+        config.display().to_string(),
+    ];
+    let mut gateway = Server::spawn(&Launch {
+        name: "mcp-gateway",
+        cpus: &options.server_cpus,
+        program: binary,
+        args: &args,
+        envs: &[],
+        log: &dir.join("gateway.log"),
+        lifetime: options.scenario_time(),
+    })?;
     gateway.wait_ready(addr)?;
     let ok = post_mcp(addr, Some(&tokens.first_token()?), ECHO_CALL)?;
     if !ok.is_rpc_success() {

@@ -18,39 +18,59 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a server may take to exit after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How to start a server.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Launch<'a> {
+    /// Name in messages.
+    pub(crate) name: &'a str,
+    /// `taskset` CPU list; empty means unpinned.
+    pub(crate) cpus: &'a str,
+    /// The executable.
+    pub(crate) program: &'a Path,
+    /// Its arguments.
+    pub(crate) args: &'a [String],
+    /// Extra environment variables.
+    pub(crate) envs: &'a [(&'a str, &'a str)],
+    /// Where its stdout and stderr go.
+    pub(crate) log: &'a Path,
+    /// The longest the server may live: if the xtask itself is killed before it can stop
+    /// the server, `timeout` does.
+    pub(crate) lifetime: Duration,
+}
+
 /// A server process started by the load test. Dropping it stops the process (SIGTERM, then
-/// SIGKILL), so every exit path of the xtask, errors included, leaves nothing running.
+/// SIGKILL), so every exit path of the xtask, errors included, leaves nothing running; and
+/// each server runs under `timeout`, so that even a killed xtask leaves none behind for long.
 #[derive(Debug)]
 pub(crate) struct Server {
     name: String,
+    /// The `timeout` process that runs the server.
     child: Option<Child>,
+    /// The server's own pid (the child of `timeout`; `taskset` execs the server).
+    pid: u32,
     log: PathBuf,
 }
 
 impl Server {
-    /// Starts `program` (pinned to `cpus` with `taskset` unless `cpus` is empty), its output
-    /// going to `log`.
-    pub(crate) fn spawn(
-        name: &str,
-        cpus: &str,
-        program: &Path,
-        args: &[String],
-        envs: &[(&str, &str)],
-        log: &Path,
-    ) -> Result<Self> {
-        let out = std::fs::File::create(log)
-            .with_context(|| format!("cannot create {}", log.display()))?;
+    /// Starts the server described by `launch`.
+    pub(crate) fn spawn(launch: &Launch<'_>) -> Result<Self> {
+        let out = std::fs::File::create(launch.log)
+            .with_context(|| format!("cannot create {}", launch.log.display()))?;
         let err = out.try_clone()?;
-        let mut command = if cpus.is_empty() {
-            Command::new(program)
-        } else {
-            // `taskset -c LIST PROGRAM` execs PROGRAM: the pid is the server's own.
-            let mut c = Command::new("taskset");
-            c.arg("-c").arg(cpus).arg(program);
-            c
-        };
+        // `--foreground` keeps the server in our process group (Ctrl-C reaches it) and
+        // `timeout` forwards SIGTERM to it.
+        let mut command = Command::new("timeout");
         command
-            .args(args)
+            .arg("--foreground")
+            .arg("--kill-after=10s")
+            .arg(format!("{}s", launch.lifetime.as_secs().max(1)));
+        if !launch.cpus.is_empty() {
+            // `taskset -c LIST PROGRAM` execs PROGRAM: the pid is the server's own.
+            command.arg("taskset").arg("-c").arg(launch.cpus);
+        }
+        command
+            .arg(launch.program)
+            .args(launch.args)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
@@ -61,22 +81,45 @@ impl Server {
                 command.env_remove(key);
             }
         }
-        for (key, value) in envs {
+        for (key, value) in launch.envs {
             command.env(key, value);
         }
-        let child = command
-            .spawn()
-            .with_context(|| format!("cannot start {name} ({})", program.display()))?;
-        Ok(Self {
-            name: name.to_owned(),
+        let child = command.spawn().with_context(|| {
+            format!(
+                "cannot start {} ({})",
+                launch.name,
+                launch.program.display()
+            )
+        })?;
+        let mut server = Self {
+            name: launch.name.to_owned(),
+            pid: 0,
             child: Some(child),
-            log: log.to_owned(),
-        })
+            log: launch.log.to_owned(),
+        };
+        server.pid = server.find_server_pid()?;
+        Ok(server)
+    }
+
+    /// The child of the `timeout` process (it appears right after the fork).
+    fn find_server_pid(&mut self) -> Result<u32> {
+        let outer = self.child.as_ref().map_or(0, Child::id);
+        let children = format!("/proc/{outer}/task/{outer}/children");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            self.check_alive()?;
+            let text = std::fs::read_to_string(&children).unwrap_or_default();
+            if let Some(pid) = text.split_whitespace().next().and_then(|p| p.parse().ok()) {
+                return Ok(pid);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        bail!("{}: no server process under timeout ({outer})", self.name)
     }
 
     /// The process id.
     pub(crate) fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
+        self.pid
     }
 
     /// Fails (with the end of the server's log) when the process has exited.
@@ -126,7 +169,8 @@ impl Server {
         if child.try_wait()?.is_some() {
             return Ok(());
         }
-        // std only sends SIGKILL; `kill -TERM` lets the gateway drain and flush its audit.
+        // std only sends SIGKILL; `kill -TERM` (forwarded by `timeout`) lets the gateway
+        // drain and flush its audit.
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(child.id().to_string())
@@ -139,6 +183,12 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        // SIGKILL cannot be forwarded: kill the server itself, then `timeout`.
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(self.pid.to_string())
+            .stderr(Stdio::null())
+            .status();
         child.kill()?;
         child.wait()?;
         bail!(
@@ -154,6 +204,14 @@ impl Drop for Server {
             let _ = writeln!(std::io::stderr(), "loadtest: {error:#}");
         }
     }
+}
+
+/// Fails when something already listens on `addr` (a server left over from another run
+/// would otherwise answer in place of the one under test).
+pub(crate) fn ensure_port_free(addr: SocketAddr) -> Result<()> {
+    TcpListener::bind(addr)
+        .map(drop)
+        .with_context(|| format!("{addr} is in use (choose another port)"))
 }
 
 /// The last lines of a log file, for error messages.
