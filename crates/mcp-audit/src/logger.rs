@@ -117,8 +117,12 @@ impl Counters {
     }
 }
 
+#[expect(
+    clippy::large_enum_variant,
+    reason = "events are nearly all the traffic: boxing them would cost an allocation per record"
+)]
 enum Msg {
-    Event(Box<AuditEvent>),
+    Event(AuditEvent),
     Flush(oneshot::Sender<FlushReport>),
     Shutdown(oneshot::Sender<FlushReport>),
 }
@@ -214,7 +218,7 @@ impl AuditLogger {
     /// [`RecordError::QueueFull`] (use [`record`](Self::record) to wait).
     pub fn try_record(&self, event: AuditEvent) -> Result<(), RecordError> {
         let c = &self.shared.counters;
-        match self.shared.tx.try_send(Msg::Event(Box::new(event))) {
+        match self.shared.tx.try_send(Msg::Event(event)) {
             Ok(()) => {
                 c.accepted.fetch_add(1, Ordering::Relaxed);
                 self.queued();
@@ -228,7 +232,7 @@ impl AuditLogger {
                 }
                 OverflowPolicy::Block(_) => Err(RecordError::QueueFull),
                 OverflowPolicy::Spill => match msg {
-                    Msg::Event(event) => self.spill(*event),
+                    Msg::Event(event) => self.spill(event),
                     _ => Err(RecordError::QueueFull),
                 },
             },
@@ -242,7 +246,7 @@ impl AuditLogger {
             return self.try_record(event);
         };
         let c = &self.shared.counters;
-        match tokio::time::timeout(limit, self.shared.tx.send(Msg::Event(Box::new(event)))).await {
+        match tokio::time::timeout(limit, self.shared.tx.send(Msg::Event(event))).await {
             Ok(Ok(())) => {
                 c.accepted.fetch_add(1, Ordering::Relaxed);
                 self.queued();
@@ -666,7 +670,7 @@ impl Writer {
         let mut shutdown = None;
         for msg in msgs.drain(..) {
             match msg {
-                Msg::Event(event) => self.push(*event).await,
+                Msg::Event(event) => self.push(event).await,
                 Msg::Flush(reply) => {
                     let report = self.flush_all().await;
                     let _ = reply.send(report);
@@ -682,7 +686,7 @@ impl Writer {
         rx.close();
         while let Some(msg) = rx.recv().await {
             match msg {
-                Msg::Event(event) => self.push(*event).await,
+                Msg::Event(event) => self.push(event).await,
                 Msg::Flush(r) | Msg::Shutdown(r) => {
                     let _ = r.send(FlushReport {
                         spool_pending: self.spool_pending(),
