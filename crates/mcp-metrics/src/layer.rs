@@ -261,7 +261,7 @@ impl std::fmt::Display for RequestId<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Header(id) => f.write_str(id),
-            Self::Generated(n) => write!(f, "{n:016x}"),
+            Self::Generated(n) => write_hex(f, &n.to_be_bytes()),
         }
     }
 }
@@ -271,10 +271,23 @@ struct TraceIdHex<'a>(&'a TraceParent);
 
 impl std::fmt::Display for TraceIdHex<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0
-            .trace_id
-            .iter()
-            .try_for_each(|b| write!(f, "{b:02x}"))
+        write_hex(f, &self.0.trace_id)
+    }
+}
+
+/// Writes `bytes` as lower-case hex in one `write_str` (a formatter writes padded numbers a
+/// character at a time, which a subscriber's writer pays for per call).
+fn write_hex(f: &mut std::fmt::Formatter<'_>, bytes: &[u8]) -> std::fmt::Result {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 32];
+    let bytes = bytes.get(..16).unwrap_or(bytes);
+    for (pair, b) in buf.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
+    }
+    match std::str::from_utf8(&buf[..2 * bytes.len()]) {
+        Ok(hex) => f.write_str(hex),
+        Err(_) => Err(std::fmt::Error),
     }
 }
 
@@ -585,5 +598,29 @@ where
             }
             BodyKind::Failed { .. } => SizeHint::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_zero_padded_lower_case_hex() {
+        assert_eq!(RequestId::Generated(1).to_string(), "0000000000000001");
+        assert_eq!(
+            RequestId::Generated(0x0123_4567_89ab_cdef).to_string(),
+            "0123456789abcdef"
+        );
+        assert_eq!(
+            RequestId::Generated(u64::MAX).to_string(),
+            "ffffffffffffffff"
+        );
+        let tp =
+            TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        assert_eq!(
+            TraceIdHex(&tp).to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
     }
 }

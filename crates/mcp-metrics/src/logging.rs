@@ -160,11 +160,15 @@ struct JsonSpanFields;
 
 impl<'w> FormatFields<'w> for JsonSpanFields {
     fn format_fields<R: RecordFields>(&self, mut writer: Writer<'w>, fields: R) -> fmt::Result {
-        writer.write_char('{')?;
-        let mut visitor = JsonFieldVisitor::new(&mut writer, true);
+        // The writer is usually the span's empty string: writing the object piece by piece
+        // would grow it several times, so build it once and copy it in.
+        let mut object = String::with_capacity(256);
+        object.push('{');
+        let mut visitor = JsonFieldVisitor::new(&mut object, true);
         fields.record(&mut visitor);
         visitor.result?;
-        writer.write_char('}')
+        object.push('}');
+        writer.write_str(&object)
     }
 
     fn add_fields(
@@ -284,10 +288,26 @@ fn write_json_str<W: fmt::Write>(out: &mut W, s: &str) -> fmt::Result {
 /// Escapes what it is given for the inside of a JSON string literal.
 struct JsonEscape<'a, W: fmt::Write>(&'a mut W);
 
+/// The bytes that cannot appear as they are inside a JSON string.
+const NEEDS_ESCAPE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
 impl<W: fmt::Write> fmt::Write for JsonEscape<'_, W> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         let mut clean = 0;
         for (i, b) in s.bytes().enumerate() {
+            if !NEEDS_ESCAPE[usize::from(b)] {
+                continue;
+            }
             let escaped = match b {
                 b'"' => "\\\"",
                 b'\\' => "\\\\",
