@@ -2,6 +2,7 @@
 //! and in time by the token's own `exp`.
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -22,6 +23,19 @@ pub const DEFAULT_TOKEN_CACHE_MAX_TTL: Duration = Duration::from_secs(300);
 /// The cache key: SHA-256 of the token. The token itself is never stored.
 pub type TokenHash = [u8; 32];
 
+/// A [`TokenHash`] as the map key. Its `Hash` gives the map's hasher only the first eight
+/// bytes: a digest's bytes are already uniform, so hashing all 32 (after a length prefix)
+/// would only cost time on every hit. Equality compares all 32 bytes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Key(TokenHash);
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let [a, b, c, d, e, f, g, h, ..] = self.0;
+        state.write_u64(u64::from_le_bytes([a, b, c, d, e, f, g, h]));
+    }
+}
+
 #[derive(Clone)]
 struct Entry {
     principal: Principal,
@@ -33,10 +47,10 @@ struct Entry {
 
 struct EntryExpiry;
 
-impl Expiry<TokenHash, Entry> for EntryExpiry {
+impl Expiry<Key, Entry> for EntryExpiry {
     fn expire_after_create(
         &self,
-        _key: &TokenHash,
+        _key: &Key,
         value: &Entry,
         _created_at: Instant,
     ) -> Option<Duration> {
@@ -53,7 +67,7 @@ pub struct TokenCache {
     /// Hashed with seeded foldhash rather than SipHash: the keys are already SHA-256 digests,
     /// and an entry exists only for a token whose signature verified, so nobody can crowd a
     /// bucket.
-    cache: moka::sync::Cache<TokenHash, Entry, RandomState>,
+    cache: moka::sync::Cache<Key, Entry, RandomState>,
     clock: Arc<dyn Clock>,
     leeway: u64,
     max_ttl: Duration,
@@ -112,9 +126,9 @@ impl TokenCache {
 
     /// The cached principal for `key`, unless its token has expired by the clock.
     pub fn get(&self, key: &TokenHash) -> Option<Principal> {
-        let entry = self.cache.get(key)?;
+        let entry = self.cache.get(&Key(*key))?;
         if self.clock.now() >= entry.valid_until {
-            self.cache.invalidate(key);
+            self.cache.invalidate(&Key(*key));
             return None;
         }
         Some(entry.principal)
@@ -133,7 +147,7 @@ impl TokenCache {
         }
         let ttl = Duration::from_secs(remaining).min(self.max_ttl);
         self.cache.insert(
-            key,
+            Key(key),
             Entry {
                 principal,
                 valid_until: from_unix(valid_until),
@@ -144,7 +158,7 @@ impl TokenCache {
 
     /// Removes `key`.
     pub fn invalidate(&self, key: &TokenHash) {
-        self.cache.invalidate(key);
+        self.cache.invalidate(&Key(*key));
     }
 
     /// Removes every entry.
@@ -210,6 +224,28 @@ mod tests {
         let long = "eyJ0eXAiOiJKV1QifQ.".repeat(50);
         let expected: [u8; 32] = sha2::Sha256::digest(long.as_bytes()).into();
         assert_eq!(TokenCache::hash(&long), expected);
+    }
+
+    #[test]
+    fn keys_sharing_their_first_bytes_stay_apart() {
+        let clock = TestClock::at(NOW);
+        let cache = TokenCache::new(10, Duration::from_secs(300), Duration::ZERO, clock).unwrap();
+        let a = [7; 32];
+        let mut b = a;
+        b[31] = 8;
+        cache.insert(a, principal(NOW + 100));
+        assert!(cache.get(&b).is_none());
+        cache.insert(
+            b,
+            Principal::builder("bob", AuthMethod::Local)
+                .expires_at(UNIX_EPOCH + Duration::from_secs(NOW + 100))
+                .build(),
+        );
+        assert_eq!(cache.get(&a).unwrap().subject(), "alice");
+        assert_eq!(cache.get(&b).unwrap().subject(), "bob");
+        cache.invalidate(&a);
+        assert!(cache.get(&a).is_none());
+        assert!(cache.get(&b).is_some());
     }
 
     #[test]
