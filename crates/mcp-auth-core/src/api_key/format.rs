@@ -19,6 +19,36 @@ pub const SECRET_LEN: usize = 43;
 /// Longest accepted prefix.
 pub const MAX_PREFIX_LEN: usize = 16;
 
+/// Class bit of the key-id alphabet (`[0-9a-f]`) in [`CLASSES`].
+const HEX: u8 = 1;
+/// Class bit of the secret alphabet (`[0-9A-Za-z]`) in [`CLASSES`].
+const BASE62: u8 = 2;
+
+/// The alphabets of each byte, so that checking a part is one table load per byte.
+const CLASSES: [u8; 256] = {
+    let mut table = [0; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        if b.is_ascii_digit() || (b >= b'a' && b <= b'f') {
+            table[byte] |= HEX;
+        }
+        if b.is_ascii_alphanumeric() {
+            table[byte] |= BASE62;
+        }
+        byte += 1;
+    }
+    table
+};
+
+/// Whether every byte of `part` is in the alphabet of `class`. No early exit: the loop has
+/// no data-dependent branch.
+fn all_in(part: &str, class: u8) -> bool {
+    part.bytes()
+        .fold(class, |all, b| all & CLASSES[usize::from(b)])
+        == class
+}
+
 /// The format of API keys issued and accepted by one deployment: `<prefix>_<key id>_<secret>`.
 ///
 /// The prefix is 1 to 16 characters of `[a-z0-9]`, the key id 16 lowercase hex characters
@@ -114,11 +144,8 @@ impl ApiKeyFormat {
         // the split panic-free even on non-ASCII input (which then fails the checks below).
         let key_id = rest.get(..KEY_ID_LEN)?;
         let secret = rest.get(KEY_ID_LEN..)?.strip_prefix('_')?;
-        let id_ok = key_id
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        let secret_ok =
-            secret.len() == SECRET_LEN && secret.bytes().all(|b| b.is_ascii_alphanumeric());
+        let id_ok = all_in(key_id, HEX);
+        let secret_ok = secret.len() == SECRET_LEN && all_in(secret, BASE62);
         (id_ok && secret_ok).then_some(ParsedApiKey { key_id, secret })
     }
 }
@@ -192,6 +219,25 @@ mod tests {
         let (_, _, key) = format.generate();
         assert!(format.parse(key.expose()).is_some());
         assert!(ApiKeyFormat::default().parse(key.expose()).is_none());
+    }
+
+    #[test]
+    fn class_table_matches_the_alphabets() {
+        for b in 0..=u8::MAX {
+            let text = [b];
+            let Ok(part) = std::str::from_utf8(&text) else {
+                assert_eq!(CLASSES[usize::from(b)], 0, "{b}");
+                continue;
+            };
+            assert_eq!(
+                all_in(part, HEX),
+                b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
+                "{b}"
+            );
+            assert_eq!(all_in(part, BASE62), b.is_ascii_alphanumeric(), "{b}");
+        }
+        assert!(all_in("", HEX));
+        assert!(!all_in("0123456789abcdeF", HEX));
     }
 
     #[test]
