@@ -9,7 +9,8 @@ use super::{ApiKeyError, ApiKeyRecord};
 
 /// Persistent storage of [`ApiKeyRecord`]s.
 ///
-/// Small on purpose: the hot path needs only [`get`](Self::get); everything else is key
+/// Small on purpose: the hot path needs only [`get`](Self::get) (through
+/// [`get_shared`](Self::get_shared), whose default calls it); everything else is key
 /// management. Updates are monotonic (a key can only become revoked, expire earlier, or gain
 /// a successor), so concurrent updates from several replicas commute.
 #[async_trait]
