@@ -8,7 +8,8 @@
 //! * [`AuditLogger`]: a bounded queue, a background writer that batches by size and time,
 //!   an explicit [`OverflowPolicy`], [`flush`](AuditLogger::flush), a draining
 //!   [`shutdown`](AuditLogger::shutdown) and [`AuditStats`] for metrics.
-//! * [`Redactor`]: secrets and tool arguments redacted by key pattern, free text truncated.
+//! * [`Redactor`]: secrets and tool arguments redacted by key pattern, free text truncated,
+//!   NUL characters replaced.
 //! * Sinks behind [`AuditSink`]: [`TracingSink`] (target `audit`), [`JsonlSink`] (rotation
 //!   by size and day, configurable fsync), the SQL [`AuditStore`] (SQLite, PostgreSQL) and
 //!   [`FanOut`]. A failing sink's batches go to a local spool and are replayed in order.
@@ -81,7 +82,7 @@ pub use event::{
     SCHEMA_VERSION, Severity, TargetKind, UnknownVariant,
 };
 pub use logger::{AuditLogger, AuditLoggerBuilder, AuditStats, FlushReport, OverflowPolicy};
-pub use redact::{ArgumentsPolicy, DEFAULT_KEY_PATTERNS, REDACTED, Redactor};
+pub use redact::{ArgumentsPolicy, DEFAULT_KEY_PATTERNS, NUL_REPLACEMENT, REDACTED, Redactor};
 pub use sink::{AuditSink, FanOut, FsyncPolicy, JsonlSink, JsonlSinkConfig, TracingSink};
 #[cfg(feature = "sql")]
 pub use store::{

@@ -399,8 +399,8 @@ impl AuditLoggerBuilder {
         self
     }
 
-    /// Names the hash chain (default `default`). Replicas that write to one store need
-    /// distinct names, each with its own spool directory.
+    /// Names the hash chain (default `default`; must be non-empty and free of NUL). Replicas
+    /// that write to one store need distinct names, each with its own spool directory.
     pub fn stream(mut self, name: impl Into<String>) -> Self {
         self.stream = name.into();
         self
@@ -445,9 +445,18 @@ impl AuditLoggerBuilder {
                 "delays must be positive and retry_min <= retry_max",
             ));
         }
-        if self.stream.is_empty() {
+        // The stream name and the head hash are stored with every event: a NUL there would
+        // make every PostgreSQL write fail.
+        if self.stream.is_empty() || self.stream.contains('\0') {
             return Err(BuildError::Invalid(
-                "the chain stream name must not be empty",
+                "the chain stream name must be non-empty and free of NUL",
+            ));
+        }
+        if let Some(head) = &self.chain_head
+            && (head.hash.len() != 64 || !head.hash.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(BuildError::Invalid(
+                "the chain head hash must be 64 hex digits",
             ));
         }
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;

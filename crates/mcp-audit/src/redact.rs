@@ -7,6 +7,11 @@ use crate::event::AuditEvent;
 /// The text that replaces a redacted value.
 pub const REDACTED: &str = "[REDACTED]";
 
+/// The character that replaces NUL (`\0`) in every string of an event (U+FFFD, the Unicode
+/// replacement character): PostgreSQL text cannot hold NUL, and one such event would
+/// otherwise fail every batch it is written in.
+pub const NUL_REPLACEMENT: char = '\u{FFFD}';
+
 /// The key patterns redacted by default (matched case-insensitively as substrings of
 /// object keys, ignoring `-` and `_`).
 pub const DEFAULT_KEY_PATTERNS: &[&str] = &[
@@ -44,7 +49,10 @@ pub enum ArgumentsPolicy {
 ///   by a truncated preview when its JSON is longer than the limit;
 /// * string values that look like credentials (`Bearer ...`, `Basic ...`, JWTs) are redacted
 ///   wherever they appear in the arguments and in `reason`;
-/// * free-text fields are truncated (at a character boundary) to a size limit.
+/// * free-text fields are truncated (at a character boundary) to a size limit;
+/// * every NUL character (`\0`), in text fields and in argument keys and values, is replaced
+///   by [`NUL_REPLACEMENT`], so that every sink can store the event and every sink stores
+///   (and hashes) the same text.
 ///
 /// ```
 /// use mcp_audit::{ArgumentsPolicy, AuditEvent, Category, Redactor};
@@ -100,6 +108,37 @@ fn looks_like_credential(s: &str) -> bool {
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'='))
         }
         _ => false,
+    }
+}
+
+/// Replaces every NUL in `s` with [`NUL_REPLACEMENT`].
+pub(crate) fn replace_nul(s: &mut String) {
+    if s.contains('\0') {
+        *s = s.replace('\0', "\u{FFFD}");
+    }
+}
+
+/// Replaces every NUL in the strings and object keys of `value` with [`NUL_REPLACEMENT`].
+///
+/// Two keys of one object that differ only by NUL versus U+FFFD end up equal; the later one
+/// is kept.
+fn replace_nul_in_json(value: &mut Value) {
+    match value {
+        Value::String(s) => replace_nul(s),
+        Value::Array(items) => items.iter_mut().for_each(replace_nul_in_json),
+        Value::Object(map) => {
+            if map.keys().any(|k| k.contains('\0')) {
+                *map = std::mem::take(map)
+                    .into_iter()
+                    .map(|(mut k, v)| {
+                        replace_nul(&mut k);
+                        (k, v)
+                    })
+                    .collect();
+            }
+            map.values_mut().for_each(replace_nul_in_json);
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
 }
 
@@ -196,6 +235,7 @@ impl Redactor {
             ArgumentsPolicy::Omit => event.action.arguments = None,
             ArgumentsPolicy::Redacted => {
                 if let Some(args) = event.action.arguments.as_mut() {
+                    replace_nul_in_json(args);
                     self.redact_value(args);
                     let text = args.to_string();
                     if text.len() > self.max_argument_bytes {
@@ -235,6 +275,8 @@ impl Redactor {
         .into_iter()
         .flatten()
         {
+            // Before truncation: the replacement is longer than NUL.
+            replace_nul(field);
             truncate_str(field, max);
         }
     }
@@ -291,6 +333,67 @@ mod tests {
             e.action.arguments.unwrap(),
             json!({"password": "p", "ssn": REDACTED})
         );
+    }
+
+    #[test]
+    fn nul_is_replaced_in_every_text_field_and_in_arguments() {
+        let mut e = AuditEvent::new(Category::ToolCall)
+            .subject("al\0ice")
+            .tenant("\0")
+            .auth_method("jwt\0")
+            .api_key_id("k\0\0-1")
+            .method("tools/\0call")
+            .tool("se\0arch")
+            .arguments(json!({
+                "q\0": "a\0b",
+                "list": ["\0", {"in\0ner": ["x\0"]}, 1, null, true],
+                "plain": "no nul"
+            }))
+            .decision(crate::Decision::Deny, "because\0")
+            .request_id("r\0")
+            .trace_id("t\0")
+            .session_id("s\0")
+            .user_agent("ua\0/1");
+        let redactor = Redactor::new().arguments(ArgumentsPolicy::Redacted);
+        redactor.redact(&mut e);
+        let r = NUL_REPLACEMENT;
+        assert_eq!(e.actor.subject, Some(format!("al{r}ice")));
+        assert_eq!(e.actor.tenant, Some(r.to_string()));
+        assert_eq!(e.actor.auth_method, Some(format!("jwt{r}")));
+        assert_eq!(e.actor.api_key_id, Some(format!("k{r}{r}-1")));
+        assert_eq!(e.action.method, Some(format!("tools/{r}call")));
+        assert_eq!(e.action.target, Some(format!("se{r}arch")));
+        assert_eq!(e.reason, Some(format!("because{r}")));
+        assert_eq!(e.request_id, Some(format!("r{r}")));
+        assert_eq!(e.trace_id, Some(format!("t{r}")));
+        assert_eq!(e.session_id, Some(format!("s{r}")));
+        assert_eq!(e.user_agent, Some(format!("ua{r}/1")));
+        let mut expected = Map::new();
+        expected.insert(format!("q{r}"), json!(format!("a{r}b")));
+        let mut inner = Map::new();
+        inner.insert(format!("in{r}ner"), json!([format!("x{r}")]));
+        expected.insert(
+            "list".to_owned(),
+            json!([r.to_string(), inner, 1, null, true]),
+        );
+        expected.insert("plain".to_owned(), json!("no nul"));
+        assert_eq!(e.action.arguments, Some(Value::Object(expected)));
+        let text = serde_json::to_string(&e).unwrap();
+        assert!(!text.contains('\0') && !text.contains("\\u0000"), "{text}");
+        // Idempotent: the overflow path redacts an event twice.
+        let once = e.clone();
+        redactor.redact(&mut e);
+        assert_eq!(e, once);
+    }
+
+    #[test]
+    fn nul_replacement_happens_before_truncation() {
+        let mut e = AuditEvent::new(Category::ToolCall).user_agent("\0".repeat(2000));
+        Redactor::new().max_text_bytes(100).redact(&mut e);
+        let ua = e.user_agent.unwrap();
+        assert!(ua.len() <= 100);
+        assert_eq!(ua.chars().count(), 100 / NUL_REPLACEMENT.len_utf8());
+        assert!(ua.chars().all(|c| c == NUL_REPLACEMENT));
     }
 
     #[test]

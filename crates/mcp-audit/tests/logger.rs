@@ -360,6 +360,19 @@ async fn builder_rejects_bad_configuration() {
         .batch_size(0)
         .build();
     assert!(matches!(zero, Err(BuildError::Invalid(_))));
+    // Stored with every event: a NUL would make every PostgreSQL write fail.
+    let nul_stream = AuditLogger::builder(dir.path("s"))
+        .sink(MemorySink::new("x"))
+        .stream("gw\0")
+        .build();
+    assert!(matches!(nul_stream, Err(BuildError::Invalid(_))));
+    let mut head = mcp_audit::chain::ChainHead::genesis("gw");
+    head.hash = "\0".repeat(64);
+    let bad_hash = AuditLogger::builder(dir.path("s"))
+        .sink(MemorySink::new("x"))
+        .chain_head(head)
+        .build();
+    assert!(matches!(bad_hash, Err(BuildError::Invalid(_))));
 }
 
 #[tokio::test]

@@ -21,8 +21,8 @@ use common::{TempDir, postgres_url};
 use mcp_audit::chain::{ChainHead, TamperKind, VerifyOptions};
 use mcp_audit::{
     ArgumentsPolicy, AuditEvent, AuditFilter, AuditLogger, AuditStore, Category, Decision,
-    ExportFormat, Order, OutcomeStatus, PageRequest, Redactor, Retention, Scope, Severity,
-    StoreError, Timestamp,
+    ExportFormat, NUL_REPLACEMENT, Order, OutcomeStatus, PageRequest, Redactor, Retention, Scope,
+    Severity, StoreError, Timestamp,
 };
 use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -549,6 +549,91 @@ async fn logger_into_store_then_shutdown(store: AuditStore, spool: &std::path::P
     assert_eq!(report.head.unwrap(), head);
 }
 
+/// Events with NUL in every text field and in their arguments go through the logger: all are
+/// stored (with U+FFFD for NUL, the same text the chain hashed), nothing stays spooled, and
+/// the chain verifies.
+async fn nul_bytes_through_logger(store: AuditStore, spool: &std::path::Path) {
+    let logger = AuditLogger::builder(spool)
+        .sink(store.clone())
+        .stream("nul")
+        .redactor(Redactor::new().arguments(ArgumentsPolicy::Redacted))
+        .build()
+        .unwrap();
+    let mut recorded = Vec::new();
+    for i in 0..20 {
+        // Clean events around poisoned ones, in the same batches.
+        let e = if i % 2 == 0 {
+            full_event(i)
+        } else {
+            AuditEvent::new(Category::SecurityViolation)
+                .subject(format!("user\0{i}"))
+                .tenant("ac\0me")
+                .auth_method("jwt\0")
+                .api_key_id("key\0")
+                .method("tools/call\0")
+                .tool("sea\0rch")
+                .arguments(json!({"q\0": "a\0b", "list": ["\0", {"k\0": "\0\0"}]}))
+                .decision(Decision::Deny, "bad\0input")
+                .request_id("req\0")
+                .trace_id("\0")
+                .session_id("sess\0")
+                .user_agent("curl/8\0")
+        };
+        recorded.push(e.id);
+        logger.record(e).await.unwrap();
+    }
+    let report = logger.shutdown().await.unwrap();
+    assert_eq!(report.spool_pending, 0, "nothing left in the spool");
+    assert_eq!(logger.stats().write_errors, 0, "no failed write");
+    assert_eq!(
+        store.count(&Scope::All, &AuditFilter::new()).await.unwrap(),
+        20
+    );
+    let mut out = Vec::new();
+    store
+        .export(
+            &Scope::All,
+            &AuditFilter::new(),
+            ExportFormat::JsonLines,
+            &mut out,
+        )
+        .await
+        .unwrap();
+    let stored: Vec<AuditEvent> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        stored.iter().map(|e| e.id).collect::<HashSet<_>>(),
+        recorded.iter().copied().collect::<HashSet<_>>()
+    );
+    let r = NUL_REPLACEMENT;
+    let poisoned: Vec<_> = stored
+        .iter()
+        .filter(|e| e.category == Category::SecurityViolation)
+        .collect();
+    assert_eq!(poisoned.len(), 10);
+    for e in poisoned {
+        assert_eq!(e.actor.tenant, Some(format!("ac{r}me")));
+        assert_eq!(e.actor.api_key_id, Some(format!("key{r}")));
+        assert_eq!(e.action.target, Some(format!("sea{r}rch")));
+        assert_eq!(e.reason, Some(format!("bad{r}input")));
+        assert_eq!(e.trace_id, Some(r.to_string()));
+        assert_eq!(e.user_agent, Some(format!("curl/8{r}")));
+        let args = e.action.arguments.as_ref().unwrap();
+        assert_eq!(args[format!("q{r}").as_str()], format!("a{r}b"));
+        assert_eq!(args["list"][1][format!("k{r}").as_str()], format!("{r}{r}"));
+        assert!(!serde_json::to_string(e).unwrap().contains("\\u0000"));
+    }
+    let verified = store
+        .verify_chain("nul", VerifyOptions::from_genesis("nul"))
+        .await
+        .unwrap();
+    assert!(verified.is_intact(), "{verified:?}");
+    assert_eq!(store.chain_head("nul").await.unwrap().seq, 20);
+}
+
 // ---------------------------------------------------------------------------------------------
 // SQLite
 
@@ -587,6 +672,9 @@ sqlite_test!(sqlite_retention_purge, |store, _dir| retention_purge(
 .await);
 sqlite_test!(sqlite_export_jsonl_and_csv, |store, _dir| {
     export_jsonl_and_csv(&store).await
+});
+sqlite_test!(sqlite_nul_bytes_through_logger, |store, dir| {
+    nul_bytes_through_logger(store, &dir.path("spool")).await
 });
 sqlite_test!(sqlite_logger_into_store_then_shutdown, |store, dir| {
     logger_into_store_then_shutdown(store, &dir.path("spool")).await
@@ -677,6 +765,15 @@ async fn pg_logger_into_store_then_shutdown() {
     with_pg("shut", |ctx| async move {
         let dir = TempDir::new("pg-shutdown");
         logger_into_store_then_shutdown(ctx.store, &dir.path("spool")).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn pg_nul_bytes_through_logger() {
+    with_pg("nul", |ctx| async move {
+        let dir = TempDir::new("pg-nul");
+        nul_bytes_through_logger(ctx.store, &dir.path("spool")).await;
     })
     .await;
 }
