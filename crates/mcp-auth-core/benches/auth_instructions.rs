@@ -17,8 +17,8 @@
 //! callgrind while the real CPU may use SHA-NI: compare SHA-256 implementations by time, not
 //! by these counts.
 //!
-//! `cargo test --benches` (argument `--test`) runs a few operations per ID without valgrind,
-//! to check the harness itself.
+//! Without `--bench` (which `cargo bench` passes), as under `cargo test --benches`, it runs a
+//! few operations per ID without valgrind, to check the harness itself.
 
 #![allow(
     clippy::unwrap_used,
@@ -60,17 +60,17 @@ fn main() {
         && flag == "--run"
     {
         run(id, n.parse().unwrap());
-    } else if args.iter().any(|a| a == "--test") {
-        for (id, _) in IDS {
-            run(id, 3);
-        }
-    } else {
+    } else if args.iter().any(|a| a == "--bench") {
         let iterations = args
             .iter()
             .position(|a| a == "--iterations")
             .and_then(|i| args.get(i + 1))
             .map_or(2000, |n| n.parse().unwrap());
         measure(iterations);
+    } else {
+        for (id, _) in IDS {
+            run(id, 3);
+        }
     }
 }
 
