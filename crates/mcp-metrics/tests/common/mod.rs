@@ -12,6 +12,8 @@
     reason = "test helpers: a malformed exposition or a failed request must fail the test"
 )]
 
+pub(crate) mod service;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One sample line: `name{labels} value`.
