@@ -47,6 +47,25 @@
 //! # }
 //! ```
 //!
+//! ## Throughput
+//!
+//! `cargo bench -p mcp-audit --all-features --bench audit` measures events per second through
+//! the whole pipeline: queue, redaction, hash chain, batching and the database. On the 2-core
+//! reference machine while other builds ran on it, with PostgreSQL 15 on the same machine
+//! (for comparison, the rate at which PostgreSQL alone takes the same rows there: `psql
+//! \copy` of 500-row transactions on two connections, no work on the client side):
+//!
+//! | bench | load average | events/s | PostgreSQL alone, rows/s |
+//! | --- | ---: | ---: | ---: |
+//! | `audit/postgres_throughput` | 3.3 | 56k to 57k | 86k to 100k |
+//! | `audit/sqlite_throughput` | 6 | 50k to 57k | |
+//!
+//! Per event PostgreSQL spends about 9.5 µs of CPU (heap, WAL, and above all the primary key
+//! and the three secondary indexes) and the benchmark process about 3.2 µs (mostly SHA-256
+//! for the hash chain), so two otherwise idle cores would top out near 160k events/s. On the
+//! shared machine the bench reaches about 60 % of PostgreSQL's own rate: the writer's CPU
+//! comes out of the same two cores.
+//!
 //! ## Feature flags
 //!
 //! | feature | default | what |

@@ -1,5 +1,6 @@
 //! `AuditLogger`: the non-blocking front end, the bounded queue and the batching writer.
 
+use std::collections::VecDeque;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -164,7 +165,9 @@ impl std::fmt::Debug for Msg {
 ///   Recording does the least it can: the event is moved onto the queue, and the writer is
 ///   woken only when a batch's worth is waiting (or by the batch deadline), not per event.
 ///   One batch is written while the next is taken, redacted and linked; at most one write
-///   is in flight, so sinks see batches in order.
+///   is in flight to a sink, so sinks see batches in order, unless a sink allows more
+///   ([`AuditSink::max_in_flight`]; the PostgreSQL store takes two, so that one batch's
+///   commit overlaps the next one's copy).
 /// * When a sink fails, the batch goes to that sink's spool file (append-only, fsynced) and
 ///   every later batch follows it there, so order is kept; the spool is replayed with
 ///   exponential back-off until the sink accepts it.
@@ -517,7 +520,7 @@ impl AuditLoggerBuilder {
             retry_min: self.retry_min,
             retry_max: self.retry_max,
             queue_capacity: self.queue_capacity,
-            in_flight: None,
+            in_flight: VecDeque::new(),
             wake: Arc::clone(&wake),
         };
         let task = runtime.spawn(writer.run(rx));
@@ -608,16 +611,21 @@ struct Writer {
     retry_min: Duration,
     retry_max: Duration,
     queue_capacity: usize,
-    in_flight: Option<InFlight>,
+    /// Writes started and not yet settled, oldest first: at most the smallest
+    /// [`AuditSink::max_in_flight`] of the sinks each write goes to.
+    in_flight: VecDeque<InFlight>,
     wake: Arc<Notify>,
 }
 
-/// The batch being written in the background and the lanes it is being written to.
+/// A batch being written in the background and the lanes it is being written to.
 #[derive(Debug)]
 struct InFlight {
     batch: Arc<Vec<AuditEvent>>,
     lanes: Vec<usize>,
     task: JoinHandle<Vec<Result<(), SinkError>>>,
+    /// How many writes may be in flight while this one is (the smallest `max_in_flight` of
+    /// its sinks).
+    depth: usize,
 }
 
 /// How many spool chunks one replay round may write before the writer looks at its queue.
@@ -814,7 +822,15 @@ impl Writer {
         // An `Arc<Vec<_>>` shares the batch without copying it (`Arc<[_]>` would move every
         // event into a new allocation).
         let batch = Arc::new(batch);
-        self.settle().await;
+        // Sinks that allow it have more than one batch in flight; the others wait for theirs.
+        let depth = self
+            .lanes
+            .iter()
+            .filter(|l| l.pending == 0)
+            .map(|l| l.sink.max_in_flight().max(1))
+            .min()
+            .unwrap_or(1);
+        self.settle_to(depth.saturating_sub(1)).await;
         // Sinks with a backlog get the batch behind it in their spool; the others get it
         // directly, in the background.
         let mut direct = Vec::with_capacity(self.lanes.len());
@@ -822,6 +838,9 @@ impl Writer {
             if self.lanes[i].pending == 0 {
                 direct.push(i);
             } else {
+                // Whatever is still in flight to this sink settles (and is spooled, if it
+                // fails) before this batch is spooled behind it.
+                self.settle().await;
                 self.spool_batch(i, &batch).await;
             }
         }
@@ -845,19 +864,44 @@ impl Writer {
             }
             results
         });
-        self.in_flight = Some(InFlight {
+        self.in_flight.push_back(InFlight {
             batch,
             lanes: direct,
             task,
+            depth,
         });
     }
 
-    /// Waits for the write in flight, if any, and spools the batch for every sink that
-    /// failed it.
+    /// Waits for every write in flight.
     async fn settle(&mut self) {
-        let Some(InFlight { batch, lanes, task }) = self.in_flight.take() else {
-            return;
-        };
+        self.settle_to(0).await;
+    }
+
+    /// Waits for the oldest writes in flight until at most `left` are, or fewer if one of
+    /// those left allows fewer. A failed batch is spooled for every sink that failed it.
+    async fn settle_to(&mut self, left: usize) {
+        while let Some(oldest) = self.in_flight.front() {
+            let allowed = self
+                .in_flight
+                .iter()
+                .map(|f| f.depth)
+                .min()
+                .unwrap_or(oldest.depth)
+                .saturating_sub(1)
+                .min(left);
+            if self.in_flight.len() <= allowed {
+                return;
+            }
+            if let Some(write) = self.in_flight.pop_front() {
+                self.settle_one(write).await;
+            }
+        }
+    }
+
+    async fn settle_one(&mut self, write: InFlight) {
+        let InFlight {
+            batch, lanes, task, ..
+        } = write;
         let results = match task.await {
             Ok(results) => results,
             Err(e) => {

@@ -344,6 +344,47 @@ async fn next_batch_is_linked_while_one_is_written_and_a_failed_write_keeps_the_
 }
 
 #[tokio::test]
+async fn a_sink_allowing_two_writes_in_flight_gets_two_and_loses_nothing_when_they_fail() {
+    let dir = TempDir::new("in-flight");
+    let sink = Arc::new(MemorySink::gated("db").allowing_in_flight(2));
+    let logger = AuditLogger::builder(dir.path("spool"))
+        .shared_sink(sink.clone())
+        .batch_size(10)
+        .max_batch_delay(Duration::from_secs(3600))
+        .retry_backoff(Duration::from_secs(3600), Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let recorded: Vec<_> = (0..40).map(event).collect();
+    for e in &recorded {
+        logger.try_record(e.clone()).unwrap();
+    }
+    // The first write hangs in the sink; the second starts without waiting for it, and the
+    // writer, with the third batch linked, waits for the first.
+    wait_for(&logger, "a third batch", |s| s.batches >= 3).await;
+    for _ in 0..10_000 {
+        if sink.running() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(sink.running(), 2);
+    // Both writes in flight fail: their batches are spooled, the later ones behind them.
+    sink.set_failing(true);
+    sink.open_gate();
+    wait_for(&logger, "all batches spooled", |s| s.spool_pending == 40).await;
+    assert_eq!(logger.stats().write_errors, 2);
+    sink.set_failing(false);
+    let report = logger.flush().await.unwrap();
+    assert_eq!(report.spool_pending, 0);
+    let mut stored = sink.events();
+    assert_exactly_once(&recorded, &stored);
+    stored.sort_by_key(|e| e.chain.as_ref().unwrap().seq);
+    assert!(verify(stored, VerifyOptions::from_genesis("default")).is_intact());
+    assert_eq!(sink.most_running(), 2);
+    logger.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn builder_rejects_bad_configuration() {
     let dir = TempDir::new("build");
     assert!(matches!(

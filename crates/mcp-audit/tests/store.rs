@@ -712,7 +712,7 @@ async fn pg_overlapping_replay_inserts_only_new_events() {
 #[tokio::test]
 async fn pg_large_batches_are_split_and_idempotent() {
     with_pg("large", |ctx| async move {
-        large_batches_are_split_and_idempotent(&ctx.store).await
+        large_batches_are_split_and_idempotent(&ctx.store.clone().write_connections(2)).await
     })
     .await;
 }

@@ -48,6 +48,10 @@ pub enum TokenRejection {
     /// `iss` is not an accepted issuer.
     #[error("wrong issuer")]
     WrongIssuer,
+    /// The token's tenant (for example Entra ID's `tid`) is not on the allowlist of an
+    /// [`IssuerPolicy`](crate::jwt::IssuerPolicy).
+    #[error("tenant not allowed")]
+    TenantNotAllowed,
     /// `aud` holds none of the accepted audiences.
     #[error("wrong audience")]
     WrongAudience,

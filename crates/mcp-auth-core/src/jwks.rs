@@ -30,6 +30,19 @@ pub enum JwksSource {
         /// The issuer, exactly as in tokens' `iss`.
         issuer: String,
     },
+    /// The OIDC discovery document at `url`, whose `issuer` must equal `issuer` exactly.
+    ///
+    /// For providers whose document is not at `{issuer}/.well-known/openid-configuration`:
+    /// Entra ID's multi-tenant documents (`/organizations/v2.0/...`) name the issuer
+    /// template `https://login.microsoftonline.com/{tenantid}/v2.0`, and its v1 documents
+    /// live on another host than the v1 issuer `https://sts.windows.net/{tid}/`.
+    DiscoveryDocument {
+        /// The URL of the discovery document.
+        url: String,
+        /// The `issuer` the document must name (may be a template such as `{tenantid}`;
+        /// it is compared as a string, never used as a URL).
+        issuer: String,
+    },
 }
 
 /// Settings of a [`JwksCache`]; start from [`JwksConfig::default`].
@@ -244,6 +257,12 @@ impl JwksCacheBuilder {
             JwksSource::Discovery { issuer } => {
                 check_url(issuer)?;
             }
+            JwksSource::DiscoveryDocument { url, issuer } => {
+                check_url(url)?;
+                if issuer.is_empty() {
+                    return Err(JwtConfigError::Invalid("empty expected issuer"));
+                }
+            }
         }
         let client = match self.client {
             Some(client) => client,
@@ -373,7 +392,8 @@ impl Inner {
         Ok((body, headers))
     }
 
-    async fn discover(&self, issuer: &str) -> Result<Url, FetchError> {
+    /// The well-known locations of `issuer`'s metadata: OIDC discovery, then RFC 8414.
+    fn discovery_candidates(issuer: &str) -> Vec<String> {
         let base = issuer.trim_end_matches('/');
         let mut candidates = vec![format!("{base}/.well-known/openid-configuration")];
         // RFC 8414 section 3.1: the well-known segment goes between host and path.
@@ -383,6 +403,12 @@ impl Inner {
             rfc8414.set_path(&format!("/.well-known/oauth-authorization-server{path}"));
             candidates.push(rfc8414.to_string());
         }
+        candidates
+    }
+
+    /// Reads the first discovery document of `candidates` that can be fetched, checks that
+    /// it names `issuer`, and returns its `jwks_uri`.
+    async fn discover(&self, candidates: Vec<String>, issuer: &str) -> Result<Url, FetchError> {
         let mut last_error = FetchError::new("no discovery document");
         for candidate in candidates {
             let Ok(url) = Url::parse(&candidate) else {
@@ -413,7 +439,13 @@ impl Inner {
         }
         let url = match &self.source {
             JwksSource::Url(url) => check_url(url).map_err(|e| FetchError::new(e.to_string()))?,
-            JwksSource::Discovery { issuer } => self.discover(issuer).await?,
+            JwksSource::Discovery { issuer } => {
+                self.discover(Self::discovery_candidates(issuer), issuer)
+                    .await?
+            }
+            JwksSource::DiscoveryDocument { url, issuer } => {
+                self.discover(vec![url.clone()], issuer).await?
+            }
         };
         self.lock().jwks_url = Some(url.clone());
         Ok(url)

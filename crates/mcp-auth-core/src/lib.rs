@@ -55,7 +55,7 @@
 //! | feature | default | what |
 //! | --- | --- | --- |
 //! | `jwks` | yes | fetch keys from JWKS URLs and OIDC / RFC 8414 discovery (reqwest, rustls) |
-//! | `redis` | no | revocation store on Redis |
+//! | `redis` | no | revocation store and refresh-token store on Redis |
 //! | `sqlite` | no | API-key store on SQLite (sqlx) |
 //! | `postgres` | no | API-key store on PostgreSQL (sqlx) |
 //! | `axum` | no | axum extractor for [`Principal`], `IntoResponse` for [`AuthRejection`], the metadata router |

@@ -254,3 +254,46 @@ async fn wait_for(done: impl Fn() -> bool) {
     }
     panic!("condition not reached within 10 s");
 }
+
+#[tokio::test]
+async fn explicit_discovery_document_with_a_templated_issuer() {
+    use mcp_auth_core::jwks::{JwksCache, JwksSource};
+    let issuer = TestIssuer::start().await;
+    // Entra's multi-tenant documents name a template, not a URL the document lives under.
+    let template = "https://login.example/{tenantid}/v2.0";
+    issuer.set_discovery_issuer(Some(template.into()));
+    let cache_for = |expected: &str| {
+        JwksCache::builder(JwksSource::DiscoveryDocument {
+            url: issuer.discovery_url(),
+            issuer: expected.into(),
+        })
+        .config(JwksConfig::default().background_refresh(false))
+        .build()
+        .unwrap()
+    };
+    let cache = cache_for(template);
+    cache.refresh().await.unwrap();
+    assert_eq!(cache.keys().unwrap().len(), 1);
+    assert_eq!((issuer.discovery_fetches(), issuer.jwks_fetches()), (1, 1));
+
+    // Any other issuer in the document is refused, and only the given URL is tried.
+    let wrong = cache_for("https://login.example/72f988bf/v2.0");
+    assert!(wrong.refresh().await.is_err());
+    assert!(wrong.keys().is_none());
+    assert_eq!((issuer.discovery_fetches(), issuer.jwks_fetches()), (2, 1));
+
+    // The document URL must be https or loopback http, and the issuer non-empty.
+    for (url, expected) in [
+        ("http://idp.example/doc", template),
+        (issuer.discovery_url().as_str(), ""),
+    ] {
+        assert!(
+            JwksCache::builder(JwksSource::DiscoveryDocument {
+                url: url.into(),
+                issuer: expected.into(),
+            })
+            .build()
+            .is_err()
+        );
+    }
+}

@@ -5,6 +5,9 @@
 //! * [`TestIssuer`]: a local OIDC issuer served over real HTTP on 127.0.0.1 (discovery
 //!   documents, JWKS, key rotation and retirement, outages, fetch counters) that mints
 //!   tokens with arbitrary claims and headers.
+//! * [`entra::EntraIssuer`]: an Entra-ID-shaped authority over real HTTP on 127.0.0.1 (per-tenant
+//!   v1/v2 discovery, auto-consenting `/authorize`, `/token` with PKCE, refresh, client
+//!   credentials and on-behalf-of) and a builder for Entra-shaped tokens.
 //! * [`tokens`]: raw token builders for the bad-token classes (unsigned, HS256 keyed with a
 //!   public key, tampered payload, foreign key under a known `kid`, malformed).
 //! * [`TestKey`] and [`fixtures`]: committed RSA, EC P-256/P-384 and Ed25519 key pairs,
@@ -38,6 +41,7 @@
 )]
 
 mod clock;
+pub mod entra;
 pub mod fixtures;
 mod issuer;
 mod keys;

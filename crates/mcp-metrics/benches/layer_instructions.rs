@@ -16,6 +16,13 @@
 //! request's CPU time. The callgrind files stay in the printed directory for
 //! `callgrind_annotate`. Without valgrind on `PATH` the bench says so and measures nothing.
 //!
+//! With `--cpu` (`cargo bench ... --bench layer_instructions -- --cpu [--requests 20000]
+//! [--rounds 9]`) it runs without valgrind and reports the server thread's CPU time per
+//! request instead: user plus system time as the scheduler accounts it, so the kernel's work
+//! for the socket calls is included, over `N` requests (20 000 by default), for the handler
+//! without and with the layer, the variants interleaved round by round. Instructions are
+//! exact but leave the kernel out; CPU time has it all but varies with the machine's load.
+//!
 //! Run without `--bench` (as `cargo test --benches` does), it only serves a few requests per
 //! variant without valgrind, to check the harness itself.
 
@@ -102,27 +109,32 @@ const REQUEST: &[u8] = b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let option = |name: &str, default: usize| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .map_or(default, |n| n.parse().unwrap())
+    };
     if let [flag, variant, n] = args.as_slice()
         && flag == "--serve"
     {
         serve(variant, n.parse().unwrap());
+    } else if args.iter().any(|a| a == "--bench") && args.iter().any(|a| a == "--cpu") {
+        measure_cpu(option("--requests", 20_000), option("--rounds", 9));
     } else if args.iter().any(|a| a == "--bench") {
-        let requests = args
-            .iter()
-            .position(|a| a == "--requests")
-            .and_then(|i| args.get(i + 1))
-            .map_or(2000, |n| n.parse().unwrap());
-        measure(requests);
+        measure(option("--requests", 2000));
     } else {
         // Like criterion: without `--bench` (from `cargo bench`), only check that it works.
         for variant in &VARIANTS {
             serve(variant.name, 3);
         }
+        measure_cpu(3, 1);
     }
 }
 
-/// Serves `n` requests of one keep-alive client with the router of `variant`.
-fn serve(variant: &str, n: usize) {
+/// Serves `n` requests of one keep-alive client with the router of `variant`; returns the CPU
+/// time the serving thread used meanwhile.
+fn serve(variant: &str, n: usize) -> ThreadCpu {
     let Some(variant) = VARIANTS.iter().find(|v| v.name == variant) else {
         panic!("unknown variant {variant}");
     };
@@ -141,8 +153,54 @@ fn serve(variant: &str, n: usize) {
     let _logs = variant
         .logs
         .then(|| tracing::subscriber::set_default(support::info_subscriber()));
+    let before = ThreadCpu::now();
     (variant.server)(&rt, listener, done_rx);
+    let used = ThreadCpu::now().minus(&before);
     client.join().unwrap();
+    used
+}
+
+/// CPU time of the calling thread: user plus system time as the scheduler accounts it (in
+/// nanoseconds, from `/proc/thread-self/schedstat`), and its split into user and system time
+/// (in clock ticks, from `/proc/thread-self/stat`). Zero where `/proc` is missing.
+#[derive(Debug, Clone, Copy, Default)]
+struct ThreadCpu {
+    total_ns: u64,
+    user_ticks: u64,
+    sys_ticks: u64,
+}
+
+impl ThreadCpu {
+    fn now() -> Self {
+        let total_ns = std::fs::read_to_string("/proc/thread-self/schedstat")
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        // Fields after the command name (which may hold spaces) start at field 3, `state`;
+        // `utime` and `stime` are fields 14 and 15.
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+        let fields: Vec<u64> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| {
+                rest.split_whitespace()
+                    .map(|f| f.parse().unwrap_or(0))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            total_ns,
+            user_ticks: fields.get(11).copied().unwrap_or(0),
+            sys_ticks: fields.get(12).copied().unwrap_or(0),
+        }
+    }
+
+    fn minus(&self, earlier: &Self) -> Self {
+        Self {
+            total_ns: self.total_ns.saturating_sub(earlier.total_ns),
+            user_ticks: self.user_ticks.saturating_sub(earlier.user_ticks),
+            sys_ticks: self.sys_ticks.saturating_sub(earlier.sys_ticks),
+        }
+    }
 }
 
 /// Runs the server until the client is done: everything callgrind counts happens in here.
@@ -251,6 +309,74 @@ fn measure(n: usize) {
         );
     }
     println!("callgrind files: {}", dir.display());
+}
+
+/// The variants `--cpu` compares: the handler without and with the layer, wrapped around the
+/// router and added with `Router::layer`.
+const CPU_VARIANTS: [&str; 4] = [
+    "around_router/without_layer",
+    "around_router/with_layer",
+    "without_layer",
+    "with_layer",
+];
+
+/// Server-thread CPU time per request (user + system, so the kernel's socket work is
+/// included), without valgrind: per round and variant, `CPU(n) / n` (start-up and accept are
+/// in it, a few hundred microseconds against `n` requests), the variants interleaved in a
+/// rotating order; the medians over the rounds are printed, and the layer's share as the
+/// median of the per-round differences.
+fn measure_cpu(n: usize, rounds: usize) {
+    let clock_tick_ns = 10_000_000.0; // USER_HZ is 100 on Linux.
+    let mut per_request: Vec<Vec<f64>> = vec![Vec::new(); CPU_VARIANTS.len()];
+    let mut ticks = vec![(0u64, 0u64); CPU_VARIANTS.len()];
+    let mut requests = vec![0usize; CPU_VARIANTS.len()];
+    for round in 0..rounds {
+        for k in 0..CPU_VARIANTS.len() {
+            let v = (k + round) % CPU_VARIANTS.len();
+            let used = serve(CPU_VARIANTS[v], n);
+            per_request[v].push(used.total_ns as f64 / n as f64);
+            ticks[v].0 += used.user_ticks;
+            ticks[v].1 += used.sys_ticks;
+            requests[v] += n;
+        }
+    }
+    let median = |values: &[f64]| {
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    println!("server-thread CPU time per request over loopback HTTP/1.1 keep-alive");
+    println!(
+        "(user + system from /proc/thread-self/schedstat over {n} requests, median of {rounds} interleaved rounds)"
+    );
+    for (v, name) in CPU_VARIANTS.iter().enumerate() {
+        let (user, sys) = ticks[v];
+        let per = |t: u64| t as f64 * clock_tick_ns / requests[v].max(1) as f64;
+        println!(
+            "{name:<28} {:>8.0} ns/request   (user {:>6.0} ns, system {:>6.0} ns; ticks of 10 ms over {} requests)",
+            median(&per_request[v]),
+            per(user),
+            per(sys),
+            requests[v]
+        );
+    }
+    for (base, with) in [(0, 1), (2, 3)] {
+        let diffs: Vec<f64> = per_request[with]
+            .iter()
+            .zip(&per_request[base])
+            .map(|(w, b)| 100.0 * (w - b) / b)
+            .collect();
+        let (lo, hi) = diffs
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), d| {
+                (lo.min(*d), hi.max(*d))
+            });
+        println!(
+            "{} adds {:+.1}% CPU per request (median of per-round differences; range {lo:+.1}% to {hi:+.1}%)",
+            CPU_VARIANTS[with],
+            median(&diffs)
+        );
+    }
 }
 
 /// The instruction count callgrind collected, from its output file's `totals:` line.

@@ -1,7 +1,7 @@
 //! Concurrent users per tenant over sliding windows, in fixed memory (HyperLogLog per time slot).
 
 use std::collections::HashMap;
-use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
@@ -9,8 +9,8 @@ use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::MetricType;
 
 use crate::families::{Tenant, TenantSeries};
-use crate::labels::BoundedLabels;
-use crate::sketch::{HyperLogLog, MAX_PRECISION, MIN_PRECISION};
+use crate::labels::{BoundedLabels, hash_str};
+use crate::sketch::{HyperLogLog, MAX_PRECISION, MIN_PRECISION, insert_atomic};
 
 /// The most time slots one tenant keeps (bounds memory and scrape cost).
 pub const MAX_SLOTS: u32 = 120;
@@ -94,42 +94,65 @@ fn window_label(d: Duration) -> String {
     }
 }
 
+/// One time slot: its epoch plus one (0 while unused) and its sketch's registers, written
+/// without a lock ([`insert_atomic`]).
 #[derive(Debug)]
 struct Slot {
-    epoch: u64,
-    sketch: HyperLogLog,
+    epoch: AtomicU64,
+    registers: Box<[AtomicU8]>,
 }
 
 /// The ring of slots of one tenant.
+///
+/// Recording takes no lock: a slot is claimed for a new epoch (its registers cleared) under
+/// `reset`, once per slot length, and registers only grow. An estimate taken while a slot is
+/// being cleared may miss part of that slot for that scrape.
 #[derive(Debug)]
 struct TenantRing {
+    precision: u8,
     slots: Vec<Slot>,
+    reset: Mutex<()>,
 }
 
 impl TenantRing {
     fn new(len: u32, precision: u8) -> Self {
+        let registers = HyperLogLog::new(precision).memory_bytes();
         Self {
+            precision,
             slots: (0..len)
                 .map(|_| Slot {
-                    epoch: u64::MAX,
-                    sketch: HyperLogLog::new(precision),
+                    epoch: AtomicU64::new(0),
+                    registers: (0..registers).map(|_| AtomicU8::new(0)).collect(),
                 })
                 .collect(),
+            reset: Mutex::new(()),
         }
     }
 
-    fn insert(&mut self, epoch: u64, hash: u64) {
+    fn insert(&self, epoch: u64, hash: u64) {
         let len = self.slots.len() as u64;
         let Some(index) = epoch.checked_rem(len).and_then(|i| usize::try_from(i).ok()) else {
             return;
         };
-        if let Some(slot) = self.slots.get_mut(index) {
-            if slot.epoch != epoch {
-                slot.epoch = epoch;
-                slot.sketch.clear();
+        let Some(slot) = self.slots.get(index) else {
+            return;
+        };
+        let tag = epoch.saturating_add(1);
+        let held = slot.epoch.load(Ordering::Acquire);
+        if held != tag {
+            if held > tag {
+                // A newer epoch owns the slot: this item's window is over.
+                return;
             }
-            slot.sketch.insert_hash(hash);
+            let _reset = self.reset.lock().unwrap_or_else(|e| e.into_inner());
+            if slot.epoch.load(Ordering::Acquire) < tag {
+                for register in slot.registers.iter() {
+                    register.store(0, Ordering::Relaxed);
+                }
+                slot.epoch.store(tag, Ordering::Release);
+            }
         }
+        insert_atomic(&slot.registers, self.precision, hash);
     }
 
     /// Estimates for each window (sorted by slot count), merging from the newest slot back.
@@ -145,9 +168,9 @@ impl TenantRing {
                 };
                 let index = epoch.checked_rem(len).and_then(|i| usize::try_from(i).ok());
                 if let Some(slot) = index.and_then(|i| self.slots.get(i))
-                    && slot.epoch == epoch
+                    && slot.epoch.load(Ordering::Acquire) == epoch.saturating_add(1)
                 {
-                    scratch.merge(&slot.sketch);
+                    scratch.merge_atomic(&slot.registers);
                 }
                 merged += 1;
             }
@@ -155,12 +178,16 @@ impl TenantRing {
         }
         out
     }
+
+    fn memory_bytes(&self) -> usize {
+        self.slots.iter().map(|s| s.registers.len()).sum()
+    }
 }
 
 /// A tenant's ring of sketches, cached on its label value so recording needs no map lookup.
 /// Belongs to the one [`ConcurrentUsers`] built on that tenant set.
 #[derive(Debug, Default)]
-pub(crate) struct UserRing(OnceLock<Arc<Mutex<TenantRing>>>);
+pub(crate) struct UserRing(OnceLock<Arc<TenantRing>>);
 
 /// Distinct users per tenant over sliding windows. User ids are hashed, never stored.
 #[derive(Debug)]
@@ -174,11 +201,15 @@ pub(crate) struct ConcurrentUsers {
     windows: Vec<Window>,
     primary: usize,
     origin: Instant,
+    /// `origin` on the quanta clock the layer times requests with (all quanta clocks of a
+    /// process share one calibration, so they agree).
+    #[cfg(feature = "tower")]
+    origin_clock: quanta::Instant,
     /// Seeded per process; a quality (well-mixed) hash, as HyperLogLog reads its top and low bits.
     hasher: foldhash::quality::RandomState,
     tenants: Arc<BoundedLabels<TenantSeries>>,
     /// Every tenant's ring, for scrapes.
-    rings: RwLock<HashMap<Arc<str>, Arc<Mutex<TenantRing>>>>,
+    rings: RwLock<HashMap<Arc<str>, Arc<TenantRing>>>,
 }
 
 impl ConcurrentUsers {
@@ -232,6 +263,11 @@ impl ConcurrentUsers {
             windows,
             primary,
             origin,
+            #[cfg(feature = "tower")]
+            origin_clock: {
+                let now = quanta::Clock::new().now();
+                now.checked_sub(origin.elapsed()).unwrap_or(now)
+            },
             hasher: foldhash::quality::RandomState::default(),
             tenants,
             rings: RwLock::new(HashMap::new()),
@@ -239,7 +275,10 @@ impl ConcurrentUsers {
     }
 
     fn epoch(&self, now: Instant) -> u64 {
-        let elapsed = now.saturating_duration_since(self.origin);
+        self.epoch_after(now.saturating_duration_since(self.origin))
+    }
+
+    fn epoch_after(&self, elapsed: Duration) -> u64 {
         // A 64-bit division whenever the elapsed time fits (584 years of nanoseconds).
         match u64::try_from(elapsed.as_nanos()) {
             Ok(nanos) => nanos / self.slot_nanos.max(1),
@@ -255,18 +294,29 @@ impl ConcurrentUsers {
 
     /// Records that `user` of the resolved `tenant` was active at `now`.
     pub(crate) fn record_tenant(&self, tenant: &Tenant, user: &str, now: Instant) {
-        let hash = self.hasher.hash_one(user);
-        let epoch = self.epoch(now);
+        self.record_in_epoch(tenant, user, self.epoch(now));
+    }
+
+    /// [`Self::record_tenant`] at `now` read from a [`quanta::Clock`] (the layer's clock).
+    #[cfg(feature = "tower")]
+    pub(crate) fn record_tenant_at_clock(&self, tenant: &Tenant, user: &str, now: quanta::Instant) {
+        self.record_in_epoch(
+            tenant,
+            user,
+            self.epoch_after(now.saturating_duration_since(self.origin_clock)),
+        );
+    }
+
+    fn record_in_epoch(&self, tenant: &Tenant, user: &str, epoch: u64) {
+        let hash = hash_str(&self.hasher, user);
         let ring = tenant.data().users.0.get_or_init(|| {
             let mut rings = self.rings.write().unwrap_or_else(|e| e.into_inner());
-            let ring = rings.entry(Arc::clone(tenant.value())).or_insert_with(|| {
-                Arc::new(Mutex::new(TenantRing::new(self.ring_len, self.precision)))
-            });
+            let ring = rings
+                .entry(Arc::clone(tenant.value()))
+                .or_insert_with(|| Arc::new(TenantRing::new(self.ring_len, self.precision)));
             Arc::clone(ring)
         });
-        ring.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(epoch, hash);
+        ring.insert(epoch, hash);
     }
 
     /// Per tenant, the estimated distinct users for each window (in the order of `self.windows`).
@@ -277,7 +327,6 @@ impl ConcurrentUsers {
         let mut out: Vec<(Arc<str>, Vec<f64>)> = rings
             .iter()
             .map(|(tenant, ring)| {
-                let ring = ring.lock().unwrap_or_else(|e| e.into_inner());
                 let estimates = ring.estimates(epoch, &self.windows, &mut scratch);
                 (Arc::clone(tenant), estimates)
             })
@@ -300,16 +349,7 @@ impl ConcurrentUsers {
     /// `(tenant cap + 2) * per_tenant_bytes()`.
     pub(crate) fn memory_bytes(&self) -> usize {
         let rings = self.rings.read().unwrap_or_else(|e| e.into_inner());
-        rings
-            .values()
-            .map(|ring| {
-                let ring = ring.lock().unwrap_or_else(|e| e.into_inner());
-                ring.slots
-                    .iter()
-                    .map(|s| s.sketch.memory_bytes())
-                    .sum::<usize>()
-            })
-            .sum()
+        rings.values().map(|ring| ring.memory_bytes()).sum()
     }
 
     /// Sketch bytes for one tenant.

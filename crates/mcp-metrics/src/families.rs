@@ -8,7 +8,6 @@ use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEn
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::concurrency::{
@@ -16,6 +15,7 @@ use crate::concurrency::{
     UserRing,
 };
 use crate::envelope::MethodLabel;
+use crate::histogram::AtomicHistogram;
 use crate::labels::{BoundedLabels, LabelLimit, LabelValue};
 use crate::process::ProcessCollector;
 
@@ -493,9 +493,9 @@ fn check_buckets(buckets: &[f64], name: &'static str) -> Result<Arc<[f64]>, Metr
 #[derive(Debug, Clone)]
 pub(crate) struct Buckets(Arc<[f64]>);
 
-impl MetricConstructor<Histogram> for Buckets {
-    fn new_metric(&self) -> Histogram {
-        Histogram::new(self.0.iter().copied())
+impl MetricConstructor<AtomicHistogram> for Buckets {
+    fn new_metric(&self) -> AtomicHistogram {
+        AtomicHistogram::new(Arc::clone(&self.0))
     }
 }
 
@@ -620,13 +620,13 @@ struct PoolStateLabels {
 const STATUS_SLOTS: usize = 8;
 
 /// Metric handles of one (method, tool) label pair, taken from the families once and reused:
-/// recording is then a mutex-protected histogram update and atomic increments, with no label
+/// recording is then a lock-free histogram update and atomic increments, with no label
 /// set hashed or compared.
 #[derive(Debug)]
 struct RequestSeries {
     method: MethodLabel,
     tool: Arc<str>,
-    duration: Histogram,
+    duration: AtomicHistogram,
     /// `mcp_requests_total` by status, filled in first-seen order.
     statuses: [OnceLock<(u16, Counter)>; STATUS_SLOTS],
     errors: [OnceLock<Counter>; ErrorType::COUNT],
@@ -635,6 +635,15 @@ struct RequestSeries {
 /// `mcp_tool_calls_total` handles of one (tool, tenant) pair, by outcome.
 type ToolCallCounters = [OnceLock<Counter>; ToolOutcome::COUNT];
 
+/// Tenants per chunk of [`ToolSeries::calls`].
+const TENANT_CHUNK: usize = 32;
+/// Tenant ids below this find their [`ToolCallCounters`] by index (32 chunks of 32); higher
+/// ids, which only exist with more than 1 022 configured tenants, go through a map.
+const DIRECT_TENANTS: usize = 32 * TENANT_CHUNK;
+
+/// [`ToolCallCounters`] of 32 consecutive tenant ids.
+type TenantChunk = [OnceLock<Box<ToolCallCounters>>; TENANT_CHUNK];
+
 /// Metric handles cached on one `tool` label value (including the empty value of requests
 /// without a tool and `other`).
 #[derive(Debug, Default)]
@@ -642,9 +651,11 @@ pub(crate) struct ToolSeries {
     /// By [`MethodLabel`] index.
     requests: [OnceLock<Box<RequestSeries>>; MethodLabel::COUNT],
     /// `mcp_tool_usage_duration_seconds` by duration category.
-    usage: [OnceLock<Histogram>; DurationCategory::COUNT],
-    /// By tenant id; at most one entry per tenant label value.
-    calls: RwLock<HashMap<u32, Box<ToolCallCounters>, foldhash::fast::RandomState>>,
+    usage: [OnceLock<AtomicHistogram>; DurationCategory::COUNT],
+    /// By tenant id, in chunks allocated when one of their tenants first calls the tool.
+    calls: [OnceLock<Box<TenantChunk>>; DIRECT_TENANTS / TENANT_CHUNK],
+    /// Tenant ids from [`DIRECT_TENANTS`] on; at most one entry per tenant label value.
+    more_calls: RwLock<HashMap<u32, Box<ToolCallCounters>, foldhash::fast::RandomState>>,
 }
 
 /// What is cached on one `tenant` label value: `mcp_tenant_activity_total` handles and the
@@ -699,6 +710,8 @@ pub struct McpMetrics {
     pools: BoundedLabels,
     tool_usage: ToolUsageThresholds,
     users: Arc<ConcurrentUsers>,
+    #[cfg(feature = "tower")]
+    clock: quanta::Clock,
 
     auth_events: Family<AuthEventLabels, Counter>,
     auth_attempts: Family<AuthAttemptLabels, Counter>,
@@ -707,12 +720,12 @@ pub struct McpMetrics {
     jwks_refresh: Family<OutcomeLabels, Counter>,
     sessions_active: Family<TenantLabels, Gauge>,
     logins: Family<LoginLabels, Counter>,
-    session_duration: Family<TenantLabels, Histogram, Buckets>,
+    session_duration: Family<TenantLabels, AtomicHistogram, Buckets>,
     requests: Family<RequestLabels, Counter>,
     request_errors: Family<ErrorLabels, Counter>,
-    request_duration: Family<MethodToolLabels, Histogram, Buckets>,
+    request_duration: Family<MethodToolLabels, AtomicHistogram, Buckets>,
     tool_calls: Family<ToolCallLabels, Counter>,
-    tool_duration: Family<ToolUsageLabels, Histogram, Buckets>,
+    tool_duration: Family<ToolUsageLabels, AtomicHistogram, Buckets>,
     rate_limit_hits: Family<RateLimitLabels, Counter>,
     behavior: Family<BehaviorLabels, Counter>,
     tenant_activity: Family<ActivityLabels, Counter>,
@@ -747,6 +760,8 @@ impl McpMetrics {
             tenants,
             tool_usage: config.tool_usage,
             users,
+            #[cfg(feature = "tower")]
+            clock: quanta::Clock::new(),
             auth_events: Family::default(),
             auth_attempts: Family::default(),
             auth_rate_limited: Family::default(),
@@ -1049,9 +1064,17 @@ impl McpMetrics {
                 })
                 .inc();
         };
+        let id = tenant.id() as usize;
+        if let Some(chunk) = tool.data().calls.get(id / TENANT_CHUNK) {
+            let chunk = chunk.get_or_init(Default::default);
+            if let Some(counters) = chunk.get(id % TENANT_CHUNK) {
+                inc(counters.get_or_init(Default::default));
+                return;
+            }
+        }
         // A poisoned lock only means another thread panicked while holding it; the map is
         // always consistent, so keep using it.
-        let calls = &tool.data().calls;
+        let calls = &tool.data().more_calls;
         if let Some(counters) = calls
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -1199,9 +1222,23 @@ impl McpMetrics {
         self.users.record(tenant, user, at);
     }
 
-    /// [`Self::record_active_user_at`] for the tenant of a resolved request.
-    pub(crate) fn record_active_user_resolved(&self, labels: &Resolved, user: &str, at: Instant) {
-        self.users.record_tenant(&labels.tenant, user, at);
+    /// [`Self::record_active_user_at`] for the tenant of a resolved request, at an instant of
+    /// [`Self::clock`].
+    #[cfg(feature = "tower")]
+    pub(crate) fn record_active_user_resolved(
+        &self,
+        labels: &Resolved,
+        user: &str,
+        at: quanta::Instant,
+    ) {
+        self.users.record_tenant_at_clock(&labels.tenant, user, at);
+    }
+
+    /// The clock the layer times requests with: the CPU's time-stamp counter where it is
+    /// invariant, the OS monotonic clock otherwise.
+    #[cfg(feature = "tower")]
+    pub(crate) fn clock(&self) -> &quanta::Clock {
+        &self.clock
     }
 
     /// Estimated distinct users of `tenant` over the window labelled `window` (`1m`, `5m`, ...)

@@ -1,8 +1,9 @@
 //! Bounded label values: a configured or learned set of tenants, tools or pools, with `other`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 /// The label value every value outside the allowed or learned set is folded into.
 pub const OTHER: &str = "other";
@@ -72,17 +73,20 @@ fn is_exportable(value: &str) -> bool {
 #[derive(Debug)]
 pub(crate) struct LabelValue<T> {
     id: u32,
+    /// The value's hash in its [`BoundedLabels`] (compared before the string).
+    hash: u64,
     value: Arc<str>,
     data: T,
 }
 
 impl<T> LabelValue<T> {
-    fn new(id: usize, value: &str) -> Self
+    fn new(id: usize, hash: u64, value: &str) -> Self
     where
         T: Default,
     {
         Self {
             id: u32::try_from(id).unwrap_or(u32::MAX),
+            hash,
             value: Arc::from(value),
             data: T::default(),
         }
@@ -105,14 +109,37 @@ impl<T> LabelValue<T> {
     }
 }
 
+/// The hash of one string's bytes: a single hasher round, where `Hash for str` takes two
+/// (the bytes, then a terminator that only matters when several values are hashed together).
+pub(crate) fn hash_str(hasher: &impl BuildHasher, s: &str) -> u64 {
+    let mut state = hasher.build_hasher();
+    state.write(s.as_bytes());
+    state.finish()
+}
+
 type ValueMap<T> = HashMap<Arc<str>, Arc<LabelValue<T>>, foldhash::fast::RandomState>;
+
+/// The most slots of the lock-free table (1 MiB of slots); values beyond half of it go to a map.
+const MAX_TABLE_SLOTS: usize = 1 << 16;
 
 /// The runtime side of a [`LabelLimit`]: maps a raw value to the label value to export, and
 /// keeps per-value data `T` (so hot paths find their metric handles without hashing label sets).
+///
+/// Values live in an open-addressing table of write-once slots, at most half full: a lookup
+/// hashes the raw value once and reads slots without taking a lock. Values are only ever
+/// added (under `learn`), so an empty slot ends a probe. Only when the label may take more
+/// values than fit the table do the rest go to `overflow`, a map behind a lock.
 #[derive(Debug)]
 pub(crate) struct BoundedLabels<T = ()> {
-    allowed: ValueMap<T>,
-    learned: RwLock<ValueMap<T>>,
+    table: Box<[OnceLock<Arc<LabelValue<T>>>]>,
+    /// How many values the table takes (half its slots).
+    table_cap: usize,
+    hasher: foldhash::fast::RandomState,
+    /// Serialises learning; holds how many values the table has.
+    learn: Mutex<usize>,
+    overflow: RwLock<ValueMap<T>>,
+    has_overflow: AtomicBool,
+    allowed_len: usize,
     learned_len: AtomicUsize,
     learn_up_to: usize,
     other: Arc<LabelValue<T>>,
@@ -121,42 +148,40 @@ pub(crate) struct BoundedLabels<T = ()> {
 
 impl<T: Default> BoundedLabels<T> {
     pub(crate) fn new(limit: &LabelLimit) -> Self {
-        let mut allowed = ValueMap::default();
-        for v in &limit.allowed {
-            if is_exportable(v) && v.as_str() != OTHER && !allowed.contains_key(v.as_str()) {
-                let value = Arc::new(LabelValue::new(allowed.len() + 2, v));
-                allowed.insert(Arc::clone(&value.value), value);
-            }
-        }
-        Self {
-            allowed,
-            learned: RwLock::new(HashMap::with_capacity_and_hasher(
-                limit.learn_up_to.min(1024),
-                foldhash::fast::RandomState::default(),
-            )),
+        let values = limit.allowed.len().saturating_add(limit.learn_up_to);
+        let slots = values
+            .saturating_mul(2)
+            .clamp(8, MAX_TABLE_SLOTS)
+            .next_power_of_two();
+        let hasher = foldhash::fast::RandomState::default();
+        let mut labels = Self {
+            table: (0..slots).map(|_| OnceLock::new()).collect(),
+            table_cap: slots / 2,
+            learn: Mutex::new(0),
+            overflow: RwLock::new(HashMap::with_hasher(hasher.clone())),
+            has_overflow: AtomicBool::new(false),
+            allowed_len: 0,
             learned_len: AtomicUsize::new(0),
             learn_up_to: limit.learn_up_to,
-            empty: Arc::new(LabelValue::new(0, "")),
-            other: Arc::new(LabelValue::new(1, OTHER)),
+            empty: Arc::new(LabelValue::new(0, hash_str(&hasher, ""), "")),
+            other: Arc::new(LabelValue::new(1, hash_str(&hasher, OTHER), OTHER)),
+            hasher,
+        };
+        let mut in_table = 0;
+        for v in &limit.allowed {
+            if is_exportable(v) && v.as_str() != OTHER && labels.find(v).is_none() {
+                labels.add(&mut in_table, labels.allowed_len + 2, v);
+                labels.allowed_len += 1;
+            }
         }
+        *labels.learn.get_mut().unwrap_or_else(|e| e.into_inner()) = in_table;
+        labels
     }
 
     /// The label value for `raw`: itself when allowed or learned, [`OTHER`] otherwise.
     pub(crate) fn resolve(&self, raw: &str) -> Arc<LabelValue<T>> {
-        if let Some(v) = self.allowed.get(raw) {
-            return Arc::clone(v);
-        }
-        if self.learn_up_to == 0 {
-            return Arc::clone(&self.other);
-        }
-        // A poisoned lock only means another thread panicked while holding it; the set itself
-        // is always in a consistent state, so keep using it.
-        {
-            let learned = self.learned.read().unwrap_or_else(|e| e.into_inner());
-            if let Some(v) = learned.get(raw) {
-                // Only exportable values are ever learned.
-                return Arc::clone(v);
-            }
+        if let Some(v) = self.find(raw) {
+            return v;
         }
         if self.learned_len.load(Ordering::Relaxed) >= self.learn_up_to
             || !is_exportable(raw)
@@ -164,16 +189,68 @@ impl<T: Default> BoundedLabels<T> {
         {
             return Arc::clone(&self.other);
         }
-        let mut learned = self.learned.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(v) = learned.get(raw) {
-            return Arc::clone(v);
+        // Only exportable values are ever learned.
+        let mut in_table = self.learn.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = self.find(raw) {
+            return v;
         }
-        if learned.len() >= self.learn_up_to {
+        let learned = self.learned_len.load(Ordering::Relaxed);
+        if learned >= self.learn_up_to {
             return Arc::clone(&self.other);
         }
-        let value = Arc::new(LabelValue::new(self.allowed.len() + learned.len() + 2, raw));
-        learned.insert(Arc::clone(&value.value), Arc::clone(&value));
-        self.learned_len.store(learned.len(), Ordering::Relaxed);
+        let value = self.add(&mut in_table, self.allowed_len + learned + 2, raw);
+        self.learned_len.store(learned + 1, Ordering::Relaxed);
+        value
+    }
+
+    /// Looks `raw` up among the allowed and learned values, without taking a lock unless the
+    /// label has overflowed its table.
+    #[inline]
+    fn find(&self, raw: &str) -> Option<Arc<LabelValue<T>>> {
+        let hash = hash_str(&self.hasher, raw);
+        let mask = self.table.len() - 1;
+        let mut i = hash as usize & mask;
+        for _ in 0..self.table.len() {
+            // An empty slot ends the probe: values are never removed.
+            let Some(v) = self.table.get(i).and_then(OnceLock::get) else {
+                break;
+            };
+            if v.hash == hash && *v.value == *raw {
+                return Some(Arc::clone(v));
+            }
+            i = (i + 1) & mask;
+        }
+        if !self.has_overflow.load(Ordering::Acquire) {
+            return None;
+        }
+        // A poisoned lock only means another thread panicked while holding it; the map itself
+        // is always in a consistent state, so keep using it.
+        let overflow = self.overflow.read().unwrap_or_else(|e| e.into_inner());
+        overflow.get(raw).cloned()
+    }
+
+    /// Adds `raw` with `id`; `in_table` counts the values in the table (the caller holds
+    /// `learn`, or builds the set, and checked that `raw` is not there yet).
+    fn add(&self, in_table: &mut usize, id: usize, raw: &str) -> Arc<LabelValue<T>> {
+        let hash = hash_str(&self.hasher, raw);
+        let value = Arc::new(LabelValue::new(id, hash, raw));
+        if *in_table < self.table_cap {
+            let mask = self.table.len() - 1;
+            let mut i = hash as usize & mask;
+            // The table is at most half full, so a free slot is found.
+            for _ in 0..self.table.len() {
+                if let Some(slot) = self.table.get(i)
+                    && slot.set(Arc::clone(&value)).is_ok()
+                {
+                    *in_table += 1;
+                    return value;
+                }
+                i = (i + 1) & mask;
+            }
+        }
+        let mut overflow = self.overflow.write().unwrap_or_else(|e| e.into_inner());
+        overflow.insert(Arc::clone(&value.value), Arc::clone(&value));
+        self.has_overflow.store(true, Ordering::Release);
         value
     }
 
@@ -194,7 +271,7 @@ impl<T: Default> BoundedLabels<T> {
 impl<T> BoundedLabels<T> {
     /// How many distinct values (other than [`OTHER`] and empty) this label can currently take.
     pub(crate) fn len(&self) -> usize {
-        self.allowed.len() + self.learned_len.load(Ordering::Relaxed)
+        self.allowed_len + self.learned_len.load(Ordering::Relaxed)
     }
 }
 
@@ -273,6 +350,52 @@ mod tests {
         assert_eq!(ids, [0, 4, 2, 3, 5, 1]);
         assert_eq!(labels.resolve("x").id(), 5);
         assert_eq!(labels.len(), 4);
+    }
+
+    #[test]
+    fn values_beyond_the_lock_free_table_are_kept_in_the_overflow_map() {
+        let n = MAX_TABLE_SLOTS / 2 + 1_000;
+        let labels = BoundedLabels::<()>::new(&LabelLimit::learned(n));
+        let ids: Vec<u32> = (0..n)
+            .map(|i| labels.resolve(&format!("v{i}")).id())
+            .collect();
+        assert_eq!(ids, (2..n as u32 + 2).collect::<Vec<_>>());
+        assert!(labels.has_overflow.load(Ordering::Relaxed));
+        assert_eq!(&*labels.value("one-too-many"), OTHER);
+        // Values from the table and from the overflow map are found again.
+        for i in [0, n / 2, n - 1] {
+            assert_eq!(labels.resolve(&format!("v{i}")).id(), i as u32 + 2);
+        }
+        assert_eq!(labels.len(), n);
+    }
+
+    #[test]
+    fn threads_learning_at_once_agree_on_ids() {
+        let labels = BoundedLabels::<()>::new(&LabelLimit::learned(50));
+        let seen: Vec<Vec<(String, u32)>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|t| {
+                    let labels = &labels;
+                    s.spawn(move || {
+                        (0..80)
+                            .map(|i| {
+                                let v = format!("v{}", (i * 7 + t * 13) % 80);
+                                let id = labels.resolve(&v).id();
+                                (v, id)
+                            })
+                            .collect()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut ids = HashMap::new();
+        for (v, id) in seen.into_iter().flatten() {
+            assert_eq!(*ids.entry(v).or_insert(id), id, "one value, one id");
+        }
+        let learned: HashSet<u32> = ids.values().copied().filter(|id| *id != 1).collect();
+        assert_eq!(learned.len(), 50);
+        assert_eq!(labels.len(), 50);
     }
 
     proptest! {

@@ -6,7 +6,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
-use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, Method, Request, Response, Uri};
@@ -306,16 +305,12 @@ fn finish(span: &Span, status: u16) {
 impl Shared {
     /// Everything done before the inner service is called: label ids, the active user (the
     /// request's start is the moment the user was active) and the span.
-    fn begin(
-        &self,
-        head: Head<'_>,
-        info: Option<&McpRequestInfo>,
-        start: Instant,
-    ) -> (Resolved, Span) {
+    fn begin(&self, head: Head<'_>, info: Option<&McpRequestInfo>, start: u64) -> (Resolved, Span) {
         let labels = resolve(&self.metrics, info);
         if let Some(subject) = info.and_then(|i| i.subject.as_deref()) {
+            let at = self.metrics.clock().scaled(start);
             self.metrics
-                .record_active_user_resolved(&labels, subject, start);
+                .record_active_user_resolved(&labels, subject, at);
         }
         (labels, make_span(self, head, info))
     }
@@ -334,7 +329,7 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let start = Instant::now();
+        let start = self.shared.metrics.clock().raw();
         let (labels, span) = self
             .shared
             .begin(Head::of(&req), req.extensions().get(), start);
@@ -364,7 +359,7 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let start = Instant::now();
+        let start = self.shared.metrics.clock().raw();
         let limit = self.mode.max_bytes;
         let parse = req.extensions().get::<McpRequestInfo>().is_none()
             && req.method() == Method::POST
@@ -456,12 +451,14 @@ pin_project! {
         labels: Option<Resolved>,
         span: Span,
         metrics: Option<Arc<McpMetrics>>,
-        start: Instant,
+        // The request's start in raw ticks of the metrics' clock.
+        start: u64,
     }
 }
 
 impl<F, R, E> ResponseFuture<F, R, E> {
-    fn direct(fut: F, labels: Resolved, span: Span, shared: &Shared, start: Instant) -> Self {
+    #[inline(always)]
+    fn direct(fut: F, labels: Resolved, span: Span, shared: &Shared, start: u64) -> Self {
         Self {
             kind: Kind::Direct { fut },
             labels: Some(labels),
@@ -486,30 +483,55 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let (result, labels, span) = match this.kind.project() {
+        // The response is recorded where it lies and moved only once, into the return value.
+        match this.kind.project() {
             KindProj::Direct { fut } => {
                 let result = {
                     let _entered = this.span.enter();
                     ready!(fut.poll(cx))
                 };
-                let span = std::mem::replace(this.span, Span::none());
-                (result, this.labels.take(), span)
+                if let (Some(metrics), Some(labels)) = (this.metrics.take(), this.labels.take()) {
+                    record(&metrics, &labels, this.span, *this.start, &result);
+                    if !this.span.is_disabled() {
+                        // Close the span now, not when the finished future is dropped.
+                        *this.span = Span::none();
+                    }
+                }
+                Poll::Ready(result)
             }
             KindProj::Parsing { fut } => {
                 let done = ready!(fut.as_mut().poll(cx));
-                (done.result, Some(done.labels), done.span)
+                if let Some(metrics) = this.metrics.take() {
+                    record(
+                        &metrics,
+                        &done.labels,
+                        &done.span,
+                        *this.start,
+                        &done.result,
+                    );
+                }
+                Poll::Ready(done.result)
             }
-        };
-        if let (Some(metrics), Some(labels)) = (this.metrics.take(), labels) {
-            let status = match &result {
-                Ok(response) => response.status().as_u16(),
-                Err(_) => 0,
-            };
-            metrics.observe_resolved(&labels, status, this.start.elapsed());
-            finish(&span, status);
         }
-        Poll::Ready(result)
     }
+}
+
+/// Records a finished request that started at `start` (raw ticks of the metrics' clock).
+fn record<R, E>(
+    metrics: &McpMetrics,
+    labels: &Resolved,
+    span: &Span,
+    start: u64,
+    result: &Result<Response<R>, E>,
+) {
+    let status = match result {
+        Ok(response) => response.status().as_u16(),
+        Err(_) => 0,
+    };
+    let clock = metrics.clock();
+    let elapsed = clock.delta(start, clock.raw());
+    metrics.observe_resolved(labels, status, elapsed);
+    finish(span, status);
 }
 
 pin_project! {

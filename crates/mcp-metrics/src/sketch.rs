@@ -1,8 +1,34 @@
 //! A HyperLogLog sketch: distinct counts in fixed memory (`2^precision` bytes).
 
+use std::sync::atomic::{AtomicU8, Ordering};
+
 /// Smallest and largest supported precision (number of index bits).
 pub(crate) const MIN_PRECISION: u8 = 4;
 pub(crate) const MAX_PRECISION: u8 = 16;
+
+/// The register a hash goes to and the rank it carries, for a sketch of `2^precision`
+/// registers (`precision` in 4..=16).
+fn register_of(precision: u8, hash: u64) -> (usize, u8) {
+    let p = u32::from(precision.clamp(MIN_PRECISION, MAX_PRECISION));
+    // The top `p` bits choose the register; the rank is the position of the first set bit in
+    // the rest, capped so that an all-zero remainder still gets a finite rank.
+    let index = usize::try_from(hash >> (64 - p)).unwrap_or(0);
+    let rest = hash << p;
+    let max_rank = 64 - p + 1;
+    let rank = (rest.leading_zeros() + 1).min(max_rank);
+    (index, u8::try_from(rank).unwrap_or(u8::MAX))
+}
+
+/// [`HyperLogLog::insert_hash`] on registers kept as atomics, so that threads add items
+/// without a lock. A register is only written when the rank is higher than what it holds.
+pub(crate) fn insert_atomic(registers: &[AtomicU8], precision: u8, hash: u64) {
+    let (index, rank) = register_of(precision, hash);
+    if let Some(register) = registers.get(index)
+        && rank > register.load(Ordering::Relaxed)
+    {
+        register.fetch_max(rank, Ordering::Relaxed);
+    }
+}
 
 /// A HyperLogLog distinct-count sketch over 64-bit hashes.
 ///
@@ -30,19 +56,13 @@ impl HyperLogLog {
         self.registers.len()
     }
 
-    /// Adds one hashed item.
-    pub(crate) fn insert_hash(&mut self, hash: u64) {
-        let p = u32::from(self.precision);
-        // The top `p` bits choose the register; the rank is the position of the first set bit
-        // in the rest, capped so that an all-zero remainder still gets a finite rank.
-        let index = usize::try_from(hash >> (64 - p)).unwrap_or(0);
-        let rest = hash << p;
-        let max_rank = 64 - p + 1;
-        let rank = (rest.leading_zeros() + 1).min(max_rank);
-        if let Some(register) = self.registers.get_mut(index) {
-            let rank = u8::try_from(rank).unwrap_or(u8::MAX);
-            if rank > *register {
-                *register = rank;
+    /// Register-wise maximum with registers kept as atomics (a sketch that is written
+    /// concurrently, see [`insert_atomic`]).
+    pub(crate) fn merge_atomic(&mut self, other: &[AtomicU8]) {
+        for (a, b) in self.registers.iter_mut().zip(other) {
+            let b = b.load(Ordering::Relaxed);
+            if b > *a {
+                *a = b;
             }
         }
     }
@@ -50,15 +70,6 @@ impl HyperLogLog {
     /// Resets every register to zero.
     pub(crate) fn clear(&mut self) {
         self.registers.fill(0);
-    }
-
-    /// Register-wise maximum: afterwards `self` estimates the union of both sets.
-    pub(crate) fn merge(&mut self, other: &Self) {
-        for (a, b) in self.registers.iter_mut().zip(other.registers.iter()) {
-            if *b > *a {
-                *a = *b;
-            }
-        }
     }
 
     /// The estimated number of distinct items inserted.
@@ -93,13 +104,23 @@ mod tests {
     use super::*;
     use std::hash::{BuildHasher, RandomState};
 
+    fn registers(precision: u8) -> Vec<AtomicU8> {
+        (0..1usize << precision).map(|_| AtomicU8::new(0)).collect()
+    }
+
+    fn sketch_of(precision: u8, registers: &[AtomicU8]) -> HyperLogLog {
+        let mut hll = HyperLogLog::new(precision);
+        hll.merge_atomic(registers);
+        hll
+    }
+
     fn filled(precision: u8, n: u64) -> HyperLogLog {
         let hasher = RandomState::new();
-        let mut hll = HyperLogLog::new(precision);
+        let r = registers(precision);
         for i in 0..n {
-            hll.insert_hash(hasher.hash_one(i));
+            insert_atomic(&r, precision, hasher.hash_one(i));
         }
-        hll
+        sketch_of(precision, &r)
     }
 
     #[test]
@@ -126,26 +147,42 @@ mod tests {
     #[test]
     fn duplicates_do_not_count() {
         let hasher = RandomState::new();
-        let mut hll = HyperLogLog::new(10);
+        let r = registers(10);
         for _ in 0..1000 {
-            hll.insert_hash(hasher.hash_one("same-user"));
+            insert_atomic(&r, 10, hasher.hash_one("same-user"));
         }
-        assert!((hll.estimate() - 1.0).abs() < 0.01);
+        assert!((sketch_of(10, &r).estimate() - 1.0).abs() < 0.01);
     }
 
     #[test]
     fn merge_is_union() {
         let hasher = RandomState::new();
-        let mut a = HyperLogLog::new(10);
-        let mut b = HyperLogLog::new(10);
+        let (a, b) = (registers(10), registers(10));
         for i in 0..500u64 {
-            a.insert_hash(hasher.hash_one(i));
-            b.insert_hash(hasher.hash_one(i + 250));
+            insert_atomic(&a, 10, hasher.hash_one(i));
+            insert_atomic(&b, 10, hasher.hash_one(i + 250));
         }
-        a.merge(&b);
-        let est = a.estimate();
+        let mut union = sketch_of(10, &a);
+        union.merge_atomic(&b);
+        let est = union.estimate();
         assert!((est - 750.0).abs() / 750.0 < 0.17, "{est}");
-        a.clear();
-        assert_eq!(a.estimate(), 0.0);
+        union.clear();
+        assert_eq!(union.estimate(), 0.0);
+    }
+
+    #[test]
+    fn concurrent_inserts_keep_the_highest_rank() {
+        let hasher = RandomState::new();
+        let r = registers(8);
+        let hashes: Vec<u64> = (0..20_000u64).map(|i| hasher.hash_one(i)).collect();
+        std::thread::scope(|s| {
+            for part in hashes.chunks(5_000) {
+                let r = &r;
+                s.spawn(move || part.iter().for_each(|h| insert_atomic(r, 8, *h)));
+            }
+        });
+        let serial = registers(8);
+        hashes.iter().for_each(|h| insert_atomic(&serial, 8, *h));
+        assert_eq!(sketch_of(8, &r), sketch_of(8, &serial));
     }
 }

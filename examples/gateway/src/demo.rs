@@ -1,12 +1,13 @@
-//! `mcp-gateway demo`: a local issuer, an in-process demo upstream (tools `echo`, `add`,
-//! `tenant_data`, `admin.stats`) on a loopback port, SQLite audit in a local data directory
-//! and in-memory limits. [`DemoUpstream`] also serves the end-to-end tests.
+//! `mcp-gateway demo`: a local issuer, the demo tools (`echo`, `add`, `tenant_data`,
+//! `admin.stats`) served in-process (an upstream of `kind = "in-process"`: no HTTP hop),
+//! SQLite audit in a local data directory and in-memory limits. [`DemoUpstream`] serves the
+//! same tools over Streamable HTTP on a loopback port, for the end-to-end tests.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
@@ -33,8 +34,9 @@ pub const DEMO_SCOPE: &str = "mcp:tools";
 const DEMO_TOKEN_TTL: Duration = Duration::from_secs(8 * 3600);
 
 /// What the demo upstream counts, for the tests: tool calls executed and requests that
-/// arrived with an `Authorization` header (the gateway must never send one).
-#[derive(Debug, Default)]
+/// arrived with an `Authorization` header (never the client's token; with an identity
+/// assertion configured, the gateway's own).
+#[derive(Default)]
 pub struct UpstreamCounters {
     /// Tool calls the upstream executed.
     pub tool_calls: AtomicU64,
@@ -42,6 +44,18 @@ pub struct UpstreamCounters {
     pub requests: AtomicU64,
     /// HTTP requests that carried an `Authorization` header.
     pub authorization_headers: AtomicU64,
+    /// The `Authorization` header of the latest request that carried one.
+    pub last_authorization: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for UpstreamCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamCounters")
+            .field("tool_calls", &self.tool_calls)
+            .field("requests", &self.requests)
+            .field("authorization_headers", &self.authorization_headers)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `echo` arguments.
@@ -149,6 +163,7 @@ impl ServerHandler for DemoTools {
 pub struct DemoUpstream {
     addr: SocketAddr,
     counters: Arc<UpstreamCounters>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
 
@@ -158,10 +173,15 @@ async fn record_headers(
     next: Next,
 ) -> Response {
     counters.requests.fetch_add(1, Ordering::Relaxed);
-    if request.headers().contains_key(http::header::AUTHORIZATION) {
+    if let Some(value) = request.headers().get(http::header::AUTHORIZATION) {
         counters
             .authorization_headers
             .fetch_add(1, Ordering::Relaxed);
+        *counters
+            .last_authorization
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) =
+            Some(String::from_utf8_lossy(value.as_bytes()).into_owned());
     }
     next.run(request).await
 }
@@ -169,7 +189,12 @@ async fn record_headers(
 impl DemoUpstream {
     /// Starts the upstream on `127.0.0.1` with an OS-chosen port.
     pub async fn start() -> std::io::Result<Self> {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        Self::start_at(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts the upstream on `addr` (to bring a stopped one back at its address).
+    pub async fn start_at(addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let counters = Arc::new(UpstreamCounters::default());
         let config = StreamableHttpServerConfig::default()
@@ -185,14 +210,22 @@ impl DemoUpstream {
         let router = Router::new().route_service(MCP_PATH, service).layer(
             axum::middleware::from_fn_with_state(Arc::clone(&counters), record_headers),
         );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, router).await {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            if let Err(error) = axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
                 tracing::error!(%error, "demo upstream failed");
             }
         });
         Ok(Self {
             addr,
             counters,
+            stop: Some(stop),
             task,
         })
     }
@@ -207,9 +240,23 @@ impl DemoUpstream {
         &self.counters
     }
 
-    /// Stops serving.
-    pub fn stop(&self) {
-        self.task.abort();
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops serving: no new connections, idle ones closed, in-flight requests finished
+    /// (within five seconds).
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if tokio::time::timeout(Duration::from_secs(5), &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+        }
     }
 }
 
@@ -245,12 +292,8 @@ impl DemoOptions {
     }
 }
 
-/// The demo gateway's configuration: upstream at `upstream_url`, public at `base`.
-pub fn demo_config(
-    base: &str,
-    upstream_url: &str,
-    data_dir: &std::path::Path,
-) -> anyhow::Result<Config> {
+/// The demo gateway's configuration: the in-process demo tools, public at `base`.
+pub fn demo_config(base: &str, data_dir: &std::path::Path) -> anyhow::Result<Config> {
     let text = format!(
         r#"
         [server]
@@ -271,7 +314,7 @@ pub fn demo_config(
 
         [[upstreams]]
         name = "demo"
-        url = "{upstream_url}"
+        kind = "in-process"
         timeout_secs = 30
 
         [audit]
@@ -316,7 +359,6 @@ pub fn demo_tokens(issuer: &LocalIssuer) -> anyhow::Result<Vec<(&'static str, St
 /// Runs the demo until SIGINT/SIGTERM.
 pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     std::fs::create_dir_all(&options.data_dir)?;
-    let upstream = DemoUpstream::start().await?;
     let listener = TcpListener::bind(options.listen).await?;
     let addr = listener.local_addr()?;
     let base = format!("http://{addr}");
@@ -325,12 +367,11 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
             .access_token_ttl(DEMO_TOKEN_TTL)
             .build()?,
     );
-    let config = demo_config(&base, &upstream.url(), &options.data_dir)?;
+    let config = demo_config(&base, &options.data_dir)?;
     let tokens = demo_tokens(&issuer)?;
     let gateway = Gateway::build(&config, BuildOptions::with_local_issuer(issuer)).await?;
     print_banner(&base, &options.data_dir, &tokens)?;
     let report = gateway.serve(listener, crate::shutdown_signal()).await?;
-    upstream.stop();
     tracing::info!(
         drained = report.drained,
         audit_events = report.audit_events_written,
@@ -349,7 +390,7 @@ fn print_banner(
     writeln!(out, "mcp-gateway demo: {base}{MCP_PATH}")?;
     writeln!(
         out,
-        "  upstream tools: echo, add, tenant_data (tenant-bound), admin.stats (admin only)"
+        "  in-process tools: echo, add, tenant_data (tenant-bound), admin.stats (admin only)"
     )?;
     writeln!(
         out,

@@ -20,17 +20,21 @@ use axum::routing::{get, post};
 use http::header::{ACCEPT, CONTENT_TYPE, HeaderName, RETRY_AFTER, USER_AGENT};
 use http::{HeaderValue, Request, StatusCode};
 use mcp_audit::{AuditEvent, AuditLogger, AuditStore, Category, OutcomeStatus, Severity};
+use mcp_auth_azure::proxy::OAuthProxy;
+use mcp_auth_core::api_key::{ApiKeyAuthenticator, LastUsedFlusher, MemoryApiKeyStore};
 use mcp_auth_core::claims::ClaimMapping;
 use mcp_auth_core::jwks::JwksCache;
 use mcp_auth_core::jwt::{Algorithm, JwtAuthenticator, JwtValidator, KeyResolver, KeySet};
 use mcp_auth_core::{
-    AuthChain, AuthError, AuthRejection, ChallengeConfig, CredentialExtractor, LocalIssuer,
-    MemoryRevocationStore, Principal, ProtectedResourceMetadata, RevocationStore, TokenRejection,
+    AuthChain, AuthError, AuthRejection, Authenticator, ChallengeConfig, CredentialExtractor,
+    CredentialKind, LocalIssuer, MemoryRevocationStore, Principal, ProtectedResourceMetadata,
+    RevocationStore, TokenRejection,
 };
 use mcp_metrics::{
     AuthLimitReason, AuthOutcome, McpMetrics, McpRequestInfo, MetricsConfig, MetricsLayer,
     MetricsService, RateLimitScope, RequestRecord,
 };
+use mcp_pool::PoolSet;
 use mcp_ratelimit::{
     ClientIpResolver, FairShare, FairShareConfig, LockoutConfig, LockoutStatus, LoginLockout,
     MemoryStore, RateLimiter, RequestKeys, Rule, Scope,
@@ -41,12 +45,17 @@ use rmcp::model::{
     JsonRpcRequest, ProtocolVersion, RequestId, ServerJsonRpcMessage, ServerResult,
 };
 use tokio::net::TcpListener;
+use tower::util::Either;
 use tower::{Layer, Service, ServiceExt};
 
-use crate::config::{AuditSinkKind, Config, FairShareSection, LimitAlgorithm, SessionMode};
+use crate::auth::{API_KEY, JWT as AUTH_METHOD};
+use crate::config::{
+    AuditSinkKind, AuthMode, Config, FairShareSection, LimitAlgorithm, SessionMode,
+};
 use crate::hardening::{self, Guard};
+use crate::pools::AuditStores;
 use crate::session::{Ended, SessionLimits, SessionRefusal, SessionStore};
-use crate::upstream::{Upstream, UpstreamError};
+use crate::upstream::{GATEWAY_JWKS_PATH, Registry, UpstreamError};
 
 mod admin;
 
@@ -59,9 +68,6 @@ pub const MCP_PATH: &str = "/mcp";
 
 /// The lockout is kept per client IP: a failed token names no subject that can be trusted.
 const LOCKOUT_SUBJECT: &str = "*";
-
-/// The `method` label of authentication metrics: the gateway verifies bearer JWTs.
-const AUTH_METHOD: &str = "jwt";
 
 /// JSON-RPC error code of a rate-limited request (as `mcp_ratelimit::http` answers).
 const JSONRPC_RATE_LIMITED: i32 = -32029;
@@ -104,7 +110,7 @@ struct Core {
     ip_resolver: ClientIpResolver,
     policy: PolicyHandle,
     required_scope: Option<String>,
-    upstream: Upstream,
+    upstreams: Registry,
     audit: AuditLogger,
     metrics: Arc<McpMetrics>,
     max_body: usize,
@@ -113,13 +119,24 @@ struct Core {
     sessions: Option<SessionStore>,
     /// What the admin API needs besides the request path.
     admin: admin::AdminState,
+    /// The SQL stores' connection classes, when a store is SQL.
+    pools: Option<PoolSet>,
+    /// `auth.mode = "none"`: the principal of every request.
+    anonymous: Option<Principal>,
+    /// `rbac.allow_all`: MCP requests are not checked by the policy.
+    allow_all: bool,
+    /// `audit.enabled`.
+    audit_on: bool,
+    /// `metrics.enabled`.
+    metrics_on: bool,
 }
 
-/// The axum state: the shared core and the metrics-wrapped authorize-and-forward service.
+/// The axum state: the shared core and the authorize-and-forward service, inside the
+/// metrics layer unless metrics are off.
 #[derive(Clone)]
 struct App {
     core: Arc<Core>,
-    forward: MetricsService<Forward>,
+    forward: Either<MetricsService<Forward>, Forward>,
 }
 
 /// The built gateway, ready to serve.
@@ -129,13 +146,17 @@ pub struct Gateway {
     metadata: ProtectedResourceMetadata,
     audit_store: Option<AuditStore>,
     shutdown_timeout: Duration,
+    /// `[server.tls]`: connections are TLS.
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Writes API keys' last-use times to their store.
+    api_key_flusher: Option<LastUsedFlusher>,
 }
 
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gateway")
             .field("resource", &self.metadata.resource())
-            .field("upstream", &self.core.upstream)
+            .field("upstreams", &self.core.upstreams)
             .finish_non_exhaustive()
     }
 }
@@ -154,24 +175,34 @@ pub struct ShutdownReport {
 
 impl Gateway {
     /// Builds the gateway described by `config`: the authenticator, policy, limits, audit
-    /// sink, metrics and the upstream client (which connects on first use).
+    /// sink, metrics and the upstream registry (whose clients connect on first use).
     pub async fn build(config: &Config, options: BuildOptions) -> anyhow::Result<Self> {
         config.validate()?;
         let base = config.server.public_base();
         let resource = format!("{base}{MCP_PATH}");
 
         let revocation: Arc<dyn RevocationStore> = Arc::new(MemoryRevocationStore::new());
-        let (authenticator, jwks, authorization_server) = build_authenticator(
+        let BearerAuth {
+            authenticator,
+            jwks,
+            authorization_server,
+            proxy,
+        } = build_authenticator(
             config,
             &resource,
             options.local_issuer.as_deref(),
             Arc::clone(&revocation),
         )
         .await?;
-        let scopes: Vec<String> = if config.auth.scopes_supported.is_empty() {
-            config.auth.required_scope.iter().cloned().collect()
-        } else {
-            config.auth.scopes_supported.clone()
+        let scopes: Vec<String> = match (&proxy, &config.auth.azure) {
+            _ if !config.auth.scopes_supported.is_empty() => config.auth.scopes_supported.clone(),
+            // The scopes clients may ask the proxy for.
+            (Some(_), Some(azure)) => azure
+                .proxy
+                .as_ref()
+                .map(|p| p.scopes.supported.clone())
+                .unwrap_or_default(),
+            _ => config.auth.required_scope.iter().cloned().collect(),
         };
         let mut metadata = ProtectedResourceMetadata::builder(resource.as_str())
             .authorization_server(authorization_server.clone())
@@ -200,13 +231,66 @@ impl Gateway {
         for net in &config.server.trusted_proxies {
             ip_resolver = ip_resolver.trust(net.parse()?);
         }
-        let (audit, audit_store) = build_audit(config).await?;
-        let metrics = Arc::new(McpMetrics::new(&MetricsConfig::default())?);
-        let upstream = Upstream::new(&config.upstreams[0])?;
+        let sql = crate::pools::open(config).await?;
+        let (audit, audit_store) = build_audit(config, sql.audit.as_ref())?;
+        let mut metrics = McpMetrics::new(&MetricsConfig::default())?;
+        let upstreams = Registry::new(
+            &config.upstreams,
+            &config.identity_assertion,
+            &base,
+            config.server.request_timeout_secs,
+            metrics.registry_mut(),
+        )?;
+        if let Some(pools) = &sql.pools {
+            pools.register(metrics.registry_mut());
+        }
+        let metrics = Arc::new(metrics);
+        let tls = config
+            .server
+            .tls
+            .as_ref()
+            .map(crate::tls::acceptor)
+            .transpose()?;
+        let mut chain = AuthChain::new().with_shared(authenticator);
+        let api_keys = match &config.auth.api_keys {
+            Some(section) => {
+                let store = sql
+                    .api_keys
+                    .clone()
+                    .unwrap_or_else(|| Arc::new(MemoryApiKeyStore::new()));
+                Some(crate::api_keys::manager_with(section, store)?)
+            }
+            None => None,
+        };
+        if let Some(keys) = &api_keys {
+            chain = chain.with(ApiKeyAuthenticator::new(keys.clone()));
+        }
+        let api_key_flusher =
+            config
+                .auth
+                .api_keys
+                .as_ref()
+                .zip(api_keys.as_ref())
+                .map(|(section, keys)| {
+                    keys.spawn_last_used_flusher(Duration::from_secs(section.last_used_flush_secs))
+                });
+        let anonymous = (config.auth.mode == AuthMode::None).then(|| {
+            tracing::warn!(
+                listen = %config.server.listen,
+                "AUTHENTICATION IS OFF (auth.mode = \"none\"): every request is served as `{}`; for load tests only",
+                crate::auth::ANONYMOUS
+            );
+            crate::auth::anonymous()
+        });
+        if config.rbac.allow_all {
+            tracing::warn!(
+                "rbac.allow_all: MCP requests are not checked by the policy and lists are not filtered"
+            );
+        }
 
         let core = Arc::new(Core {
-            chain: AuthChain::new().with(authenticator),
-            extractor: CredentialExtractor::new(),
+            chain,
+            extractor: crate::api_keys::extractor(config.auth.api_keys.as_ref())?,
             challenge,
             lockout,
             limiter,
@@ -219,7 +303,7 @@ impl Gateway {
             ip_resolver,
             policy: PolicyHandle::new(policy),
             required_scope: config.auth.required_scope.clone(),
-            upstream,
+            upstreams,
             audit,
             metrics: Arc::clone(&metrics),
             max_body: config.server.max_body_bytes,
@@ -227,9 +311,15 @@ impl Gateway {
             admin: admin::AdminState::new(
                 config,
                 revocation,
-                audit_store.clone(),
+                sql.audit.clone(),
                 authorization_server.clone(),
+                api_keys,
             ),
+            pools: sql.pools,
+            anonymous,
+            allow_all: config.rbac.allow_all,
+            audit_on: config.audit.enabled,
+            metrics_on: config.metrics.enabled,
             sessions: (config.sessions.mode == SessionMode::Stateful).then(|| {
                 SessionStore::new(SessionLimits {
                     max_sessions: config.sessions.max_sessions,
@@ -238,29 +328,40 @@ impl Gateway {
                 })
             }),
         });
-        let forward = MetricsLayer::new(metrics).layer(Forward {
+        let forward = Forward {
             core: Arc::clone(&core),
-        });
+        };
+        let forward = if config.metrics.enabled {
+            Either::Left(MetricsLayer::new(metrics).layer(forward))
+        } else {
+            Either::Right(forward)
+        };
         let app = App {
             core: Arc::clone(&core),
             forward,
         };
         let guard = Arc::new(Guard::new(&config.server)?);
-        let hsts = config.server.public_base().starts_with("https://");
+        let hsts = config.server.public_base().starts_with("https://") || tls.is_some();
         // The MCP, metadata and admin endpoints sit behind the guard (HTTPS, Host, Origin,
         // CORS, time limit); probes and scrapes reach health and metrics by any address.
-        let guarded = Router::new()
+        let mut guarded = Router::new()
             .route(MCP_PATH, post(mcp_post).get(mcp_get).delete(mcp_delete))
             .merge(admin::router())
-            .merge(metadata.router())
-            .layer(axum::middleware::from_fn_with_state(
-                guard,
-                hardening::guard,
-            ));
+            .merge(metadata.router());
+        if let Some(proxy) = &proxy {
+            // RFC 8414 metadata, /register, /authorize, /consent, /callback, /token,
+            // /revoke and the proxy's keys, below its issuer's path.
+            guarded = guarded.merge(proxy.router().with_state::<App>(()));
+        }
+        let guarded = guarded.layer(axum::middleware::from_fn_with_state(
+            guard,
+            hardening::guard,
+        ));
         let router = Router::new()
             .route("/health", get(health))
             .route("/health/ready", get(ready))
             .route("/metrics", get(metrics_endpoint))
+            .route(GATEWAY_JWKS_PATH, get(gateway_jwks))
             .merge(guarded)
             .with_state(app)
             .layer(axum::middleware::from_fn_with_state(
@@ -273,6 +374,8 @@ impl Gateway {
             metadata,
             audit_store,
             shutdown_timeout: config.server.shutdown_timeout(),
+            tls,
+            api_key_flusher,
         })
     }
 
@@ -301,11 +404,17 @@ impl Gateway {
         &self.core.metrics
     }
 
-    /// Serves on `listener` until `shutdown` completes; then stops accepting, lets in-flight
-    /// requests finish within the configured grace period, flushes the audit trail and
-    /// closes the upstream connection.
+    /// Whether connections are TLS (`[server.tls]`).
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Serves on `listener` (over TLS when `[server.tls]` is configured) until `shutdown`
+    /// completes; then stops accepting, lets in-flight requests finish within the configured
+    /// grace period, flushes the audit trail and the API keys' last-use times, and closes the
+    /// upstream connection.
     pub async fn serve(
-        self,
+        mut self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<ShutdownReport> {
@@ -314,41 +423,40 @@ impl Gateway {
             shutdown.await;
             let _ = started_tx.send(());
         };
-        let server = axum::serve(
-            listener,
-            self.router
-                .clone()
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(signal);
-        let mut server = std::pin::pin!(server.into_future());
-        let drained = tokio::select! {
-            result = &mut server => {
-                result.context("server failed")?;
-                true
+        let service = self
+            .router
+            .clone()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let drained = match self.tls.clone() {
+            None => {
+                let server = axum::serve(listener, service).with_graceful_shutdown(signal);
+                drain(server, started_rx, self.shutdown_timeout).await?
             }
-            _ = started_rx => {
-                // Shutdown began: in-flight requests get the grace period.
-                match tokio::time::timeout(self.shutdown_timeout, &mut server).await {
-                    Ok(result) => {
-                        result.context("server failed")?;
-                        true
-                    }
-                    Err(_) => {
-                        tracing::warn!("in-flight requests did not finish within the grace period");
-                        false
-                    }
-                }
+            Some(acceptor) => {
+                use axum::serve::ListenerExt as _;
+                let listener = crate::tls::TlsListener::new(listener, acceptor)?.tap_io(|_| {});
+                let server = axum::serve(listener, service).with_graceful_shutdown(signal);
+                drain(server, started_rx, self.shutdown_timeout).await?
             }
         };
-        self.core.audit.try_record(
-            AuditEvent::new(Category::System)
-                .severity(Severity::Notice)
-                .method("shutdown")
-                .outcome(OutcomeStatus::Success, None, None),
-        )?;
+        if let Some(flusher) = self.api_key_flusher.take()
+            && let Err(error) = flusher.shutdown().await
+        {
+            tracing::warn!(%error, "API keys' last-use times not written");
+        }
+        if self.core.audit_on {
+            self.core.audit.try_record(
+                AuditEvent::new(Category::System)
+                    .severity(Severity::Notice)
+                    .method("shutdown")
+                    .outcome(OutcomeStatus::Success, None, None),
+            )?;
+        }
         let report = self.core.audit.shutdown().await?;
-        self.core.upstream.close().await;
+        self.core.upstreams.close().await;
+        if let Some(pools) = &self.core.pools {
+            pools.close().await;
+        }
         let stats = self.core.audit.stats();
         Ok(ShutdownReport {
             drained,
@@ -358,12 +466,58 @@ impl Gateway {
     }
 }
 
-async fn build_authenticator(
+/// Runs `server` to its end; once `started` fires (shutdown began), in-flight requests get
+/// `grace`. Whether they all finished.
+async fn drain(
+    server: impl IntoFuture<Output = std::io::Result<()>>,
+    started: tokio::sync::oneshot::Receiver<()>,
+    grace: Duration,
+) -> anyhow::Result<bool> {
+    let mut server = std::pin::pin!(server.into_future());
+    Ok(tokio::select! {
+        result = &mut server => {
+            result.context("server failed")?;
+            true
+        }
+        _ = started => {
+            // Shutdown began: in-flight requests get the grace period.
+            match tokio::time::timeout(grace, &mut server).await {
+                Ok(result) => {
+                    result.context("server failed")?;
+                    true
+                }
+                Err(_) => {
+                    tracing::warn!("in-flight requests did not finish within the grace period");
+                    false
+                }
+            }
+        }
+    })
+}
+
+/// The bearer-token side of authentication that `[auth]` describes.
+pub(crate) struct BearerAuth {
+    /// Verifies bearer tokens.
+    pub(crate) authenticator: Arc<dyn Authenticator>,
+    /// The identity provider's key set, when fetched (OIDC, Entra).
+    pub(crate) jwks: Option<Arc<JwksCache>>,
+    /// The authorization server named in the protected-resource metadata.
+    pub(crate) authorization_server: String,
+    /// `[auth.azure.proxy]`: the OAuth proxy to mount.
+    pub(crate) proxy: Option<OAuthProxy>,
+}
+
+/// The bearer-token verifier of `[auth.oidc]`, `[auth.local_issuer]` (or `local`, the
+/// demo's) or `[auth.azure]`, checking `revocation`.
+pub(crate) async fn build_authenticator(
     config: &Config,
     resource: &str,
     local: Option<&LocalIssuer>,
     revocation: Arc<dyn RevocationStore>,
-) -> anyhow::Result<(JwtAuthenticator, Option<Arc<JwksCache>>, String)> {
+) -> anyhow::Result<BearerAuth> {
+    if let (None, Some(azure)) = (local, &config.auth.azure) {
+        return crate::azure::build(azure, &config.auth, revocation).await;
+    }
     let mapping = ClaimMapping::new()
         .subject_claims(config.auth.claims.subject.iter().map(String::as_str))
         .tenant_claims(config.auth.claims.tenant.iter().map(String::as_str))
@@ -374,8 +528,12 @@ async fn build_authenticator(
     } else {
         config.auth.audiences.clone()
     };
+    let configured = match local {
+        Some(_) => None,
+        None => crate::auth::local_issuer(config, resource)?,
+    };
     let (validator, keys, jwks, issuer): (_, Arc<dyn KeyResolver>, _, _) = match (
-        local,
+        local.or(configured.as_ref()),
         &config.auth.oidc,
     ) {
         (Some(local), _) => {
@@ -411,13 +569,22 @@ async fn build_authenticator(
             let keys: Arc<dyn KeyResolver> = cache.clone();
             (validator, keys, Some(cache), oidc.issuer.clone())
         }
-        (None, None) => anyhow::bail!("auth.oidc: configure the issuer whose tokens are accepted"),
+        (None, None) => anyhow::bail!(
+            "auth.oidc, auth.local_issuer or auth.azure: configure the issuer whose tokens are accepted"
+        ),
     };
     let authenticator = JwtAuthenticator::builder(validator, keys)
         .claim_mapping(mapping)
         .revocation(revocation)
+        .token_cache_capacity(config.auth.token_cache_capacity)
+        .token_cache_max_ttl(Duration::from_secs(config.auth.token_cache_max_ttl_secs))
         .build();
-    Ok((authenticator, jwks, issuer))
+    Ok(BearerAuth {
+        authenticator: Arc::new(authenticator),
+        jwks,
+        authorization_server: issuer,
+        proxy: None,
+    })
 }
 
 /// The policy: predefined roles, inline policy, policy file, tenant-bound arguments.
@@ -489,33 +656,27 @@ fn build_limiter(config: &Config) -> anyhow::Result<RateLimiter<MemoryStore>> {
     Ok(builder.build(MemoryStore::new())?)
 }
 
-async fn build_audit(config: &Config) -> anyhow::Result<(AuditLogger, Option<AuditStore>)> {
+/// The audit logger of `[audit]`; a SQL sink writes through the `write` class's store.
+fn build_audit(
+    config: &Config,
+    stores: Option<&AuditStores>,
+) -> anyhow::Result<(AuditLogger, Option<AuditStore>)> {
     let audit = &config.audit;
     let builder =
         AuditLogger::builder(audit.spool_dir.clone()).queue_capacity(audit.queue_capacity);
     let (builder, store) = match audit.sink {
+        // Audit off: the logger exists for the shutdown path only; nothing is recorded.
+        _ if !audit.enabled => (builder.sink(mcp_audit::TracingSink::new()), None),
         AuditSinkKind::Tracing => (builder.sink(mcp_audit::TracingSink::new()), None),
         AuditSinkKind::Jsonl => {
             let dir = audit.path.clone().context("audit.path is required")?;
             let sink = mcp_audit::JsonlSink::new(mcp_audit::JsonlSinkConfig::new(dir))?;
             (builder.sink(sink), None)
         }
-        AuditSinkKind::Sqlite => {
-            let path = audit.path.as_ref().context("audit.path is required")?;
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent)?;
-            }
-            let store = AuditStore::connect_sqlite(path).await?;
-            store.migrate().await?;
-            (builder.sink(store.clone()), Some(store))
-        }
-        AuditSinkKind::Postgres => {
-            let url = audit.url.as_ref().context("audit.url is required")?;
-            let pool = sqlx::PgPool::connect(url)
-                .await
-                .context("audit: cannot connect to PostgreSQL")?;
-            let store = AuditStore::postgres(pool);
-            store.migrate().await?;
+        AuditSinkKind::Sqlite | AuditSinkKind::Postgres => {
+            let store = stores
+                .map(|s| s.write.clone())
+                .context("the audit sink is not queryable")?;
             (builder.sink(store.clone()), Some(store))
         }
     };
@@ -612,6 +773,9 @@ impl<'a> Target<'a> {
 
 impl Core {
     fn audit(&self, event: AuditEvent) {
+        if !self.audit_on {
+            return;
+        }
         // Never waits: a full queue spills to disk; only a closed logger refuses.
         if let Err(error) = self.audit.try_record(event) {
             tracing::warn!(%error, "audit event not recorded");
@@ -622,12 +786,15 @@ impl Core {
         let p = &call.principal;
         let mut event = AuditEvent::new(category)
             .subject(p.subject())
-            .auth_method(AUTH_METHOD)
+            .auth_method(crate::auth::method_name(p))
             .method(call.request.request.method())
             .request_id(call.request.id.to_string())
             .client_ip(call.client_ip);
         if let Some(tenant) = p.tenant() {
             event = event.tenant(tenant);
+        }
+        if let mcp_auth_core::AuthMethod::ApiKey { key_id } = p.method() {
+            event = event.api_key_id(key_id.as_str());
         }
         if let Some(ua) = &call.user_agent {
             event = event.user_agent(ua.as_str());
@@ -641,7 +808,7 @@ impl Core {
             ClientRequest::InitializeRequest(init) => {
                 let requested = init.params.protocol_version.clone();
                 let mut session = None;
-                let response = match self.upstream.info().await {
+                let response = match self.upstreams.server_info().await {
                     Ok(info) => {
                         let version = negotiate(&requested);
                         let mut result = InitializeResult::new(info.capabilities.clone())
@@ -728,8 +895,8 @@ impl Core {
         let missing_required = self
             .required_scope
             .as_deref()
-            .filter(|scope| !principal.has_scope(scope));
-        let decision = policy.decide(principal, &rbac);
+            .filter(|scope| self.anonymous.is_none() && !principal.has_scope(scope));
+        let decision = (!self.allow_all).then(|| policy.decide(principal, &rbac));
         let mut event = self.event(
             if target.kind == Some(mcp_audit::TargetKind::Tool) {
                 Category::ToolCall
@@ -745,7 +912,7 @@ impl Core {
             let reason = format!("required scope `{scope}` is missing");
             return self.forbid(event, &reason, scope, &call);
         }
-        if !decision.is_allowed() {
+        if let Some(decision) = decision.filter(|d| !d.is_allowed()) {
             let scope = decision
                 .missing_scope()
                 .or(self.required_scope.as_deref())
@@ -761,7 +928,14 @@ impl Core {
             }
             return self.forbid(event, &decision.to_string(), scope, &call);
         }
-        let event = event.decision(mcp_audit::Decision::Allow, decision.to_string());
+        let event = match decision {
+            // The reason names rule and role: only worth formatting when it is recorded.
+            Some(decision) if self.audit_on => {
+                event.decision(mcp_audit::Decision::Allow, decision.to_string())
+            }
+            Some(_) => event,
+            None => event.decision(mcp_audit::Decision::Allow, "rbac.allow_all"),
+        };
 
         let Call {
             principal,
@@ -777,11 +951,12 @@ impl Core {
             ClientRequest::ListPromptsRequest(_) => Some(ListKind::Prompts),
             _ => None,
         };
-        let (response, status, code) = match self.upstream.call(request).await {
+        let (response, status, code) = match self.upstreams.forward(&id, request, &principal).await
+        {
             Ok(result) => {
                 let result = match list {
-                    Some(_) => filter_list(&policy, &principal, result),
-                    None => result,
+                    Some(_) if !self.allow_all => filter_list(&policy, &principal, result),
+                    _ => result,
                 };
                 let failed =
                     matches!(&result, ServerResult::CallToolResult(r) if r.is_error == Some(true));
@@ -822,6 +997,9 @@ impl Core {
         user_agent: Option<&str>,
         start: Instant,
     ) -> Result<Principal, Response> {
+        if let Some(anonymous) = &self.anonymous {
+            return Ok(anonymous.clone());
+        }
         // A locked-out client is refused before its credentials are even looked at.
         if let Ok(LockoutStatus::Locked { retry_after }) =
             self.lockout.check(ip, LOCKOUT_SUBJECT).await
@@ -838,9 +1016,19 @@ impl Core {
             self.observe(None, None, None, response.status(), start);
             return Err(response);
         }
-        match self.chain.authenticate_parts(parts, &self.extractor).await {
+        let failed = |error, method| self.auth_failed(error, method, ip, user_agent, start);
+        let credential = match self.extractor.extract(parts) {
+            Ok(Some(credential)) => credential,
+            Ok(None) => return Err(failed(AuthError::Missing, AUTH_METHOD).await),
+            Err(error) => return Err(failed(error, AUTH_METHOD).await),
+        };
+        let method = match credential.kind() {
+            CredentialKind::ApiKey => API_KEY,
+            _ => AUTH_METHOD,
+        };
+        match self.chain.authenticate(&credential).await {
             Ok(principal) => Ok(principal),
-            Err(error) => Err(self.auth_failed(error, ip, user_agent, start).await),
+            Err(error) => Err(failed(error, method).await),
         }
     }
 
@@ -888,7 +1076,7 @@ impl Core {
             let mut event = AuditEvent::new(Category::SecurityViolation)
                 .severity(Severity::Warning)
                 .subject(principal.subject())
-                .auth_method(AUTH_METHOD)
+                .auth_method(crate::auth::method_name(principal))
                 .session_id(id)
                 .client_ip(ip)
                 .decision(mcp_audit::Decision::Deny, reason)
@@ -918,7 +1106,7 @@ impl Core {
     fn forbid(&self, event: AuditEvent, reason: &str, scope: &str, call: &Call) -> Response {
         self.metrics.record_auth(
             call.principal.tenant(),
-            AUTH_METHOD,
+            crate::auth::method_name(&call.principal),
             AuthOutcome::InsufficientScope,
         );
         self.audit(event.decision(mcp_audit::Decision::Deny, reason).outcome(
@@ -936,6 +1124,7 @@ impl Core {
     async fn auth_failed(
         &self,
         error: AuthError,
+        method: &'static str,
         ip: IpAddr,
         user_agent: Option<&str>,
         start: Instant,
@@ -952,13 +1141,13 @@ impl Core {
             AuthError::Unavailable { .. } => AuthOutcome::Error,
             _ => AuthOutcome::InvalidCredentials,
         };
-        self.metrics.record_auth(None, AUTH_METHOD, outcome);
+        self.metrics.record_auth(None, method, outcome);
         if error.is_credential_failure() {
             self.admin.auth_failures.record(Instant::now());
         }
         let mut event = AuditEvent::new(Category::Authentication)
             .client_ip(ip)
-            .auth_method(AUTH_METHOD)
+            .auth_method(method)
             .decision(mcp_audit::Decision::Deny, error.to_string())
             .outcome(
                 OutcomeStatus::Failure,
@@ -977,6 +1166,20 @@ impl Core {
         response
     }
 
+    /// A JSON-RPC error answering a request refused before it was forwarded, measured.
+    fn refuse(
+        &self,
+        status: StatusCode,
+        id: Option<RequestId>,
+        error: ErrorData,
+        principal: &Principal,
+        start: Instant,
+    ) -> Response {
+        let response = json_rpc_error(status, id, error);
+        self.observe(None, None, principal.tenant(), response.status(), start);
+        response
+    }
+
     fn observe(
         &self,
         method: Option<&str>,
@@ -985,6 +1188,9 @@ impl Core {
         status: StatusCode,
         start: Instant,
     ) {
+        if !self.metrics_on {
+            return;
+        }
         self.metrics.observe(&RequestRecord {
             method,
             tool,
@@ -1088,13 +1294,24 @@ fn upstream_failure(id: RequestId, error: &UpstreamError) -> Response {
     tracing::warn!(%error, "upstream call failed");
     let (status, message) = match error {
         UpstreamError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "upstream timed out"),
+        UpstreamError::CircuitOpen { .. } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "upstream unavailable (circuit open)",
+        ),
         _ => (StatusCode::BAD_GATEWAY, "upstream unavailable"),
     };
-    json_rpc_error(
+    let mut response = json_rpc_error(
         status,
         Some(id),
         ErrorData::new(ErrorCode::INTERNAL_ERROR, message, None),
-    )
+    );
+    if let UpstreamError::CircuitOpen { retry_after, .. } = error {
+        let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    }
+    response
 }
 
 fn auth_response(rejection: AuthRejection) -> Response {
@@ -1196,25 +1413,21 @@ async fn mcp_post(
     if let Some(version) = parts.headers.get(MCP_PROTOCOL_VERSION)
         && !is_known_protocol_version(version)
     {
-        let response = json_rpc_error(
-            StatusCode::BAD_REQUEST,
-            None,
-            ErrorData::invalid_request("unsupported MCP-Protocol-Version", None),
-        );
-        core.observe(None, None, principal.tenant(), response.status(), start);
-        return response;
+        let error = ErrorData::invalid_request("unsupported MCP-Protocol-Version", None);
+        return core.refuse(StatusCode::BAD_REQUEST, None, error, &principal, start);
     }
 
     let bytes = match axum::body::to_bytes(body, core.max_body).await {
         Ok(bytes) => bytes,
         Err(_) => {
-            let response = json_rpc_error(
+            let error = ErrorData::invalid_request("request body too large", None);
+            return core.refuse(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 None,
-                ErrorData::invalid_request("request body too large", None),
+                error,
+                &principal,
+                start,
             );
-            core.observe(None, None, principal.tenant(), response.status(), start);
-            return response;
         }
     };
     // The one parse of the request.
@@ -1341,26 +1554,17 @@ async fn mcp_post(
             }
             core.audit(event);
             tracing::debug!(%error, "malformed JSON-RPC request");
-            let response = json_rpc_error(
-                StatusCode::BAD_REQUEST,
-                None,
-                ErrorData::parse_error("malformed JSON-RPC request", None),
-            );
-            core.observe(None, None, principal.tenant(), response.status(), start);
-            return response;
+            let error = ErrorData::parse_error("malformed JSON-RPC request", None);
+            return core.refuse(StatusCode::BAD_REQUEST, None, error, &principal, start);
         }
     };
     let Some(format) = Format::negotiate(&parts.headers) else {
-        let response = json_rpc_error(
-            StatusCode::NOT_ACCEPTABLE,
-            Some(request.id),
-            ErrorData::invalid_request(
-                "Accept must allow application/json or text/event-stream",
-                None,
-            ),
+        let error = ErrorData::invalid_request(
+            "Accept must allow application/json or text/event-stream",
+            None,
         );
-        core.observe(None, None, principal.tenant(), response.status(), start);
-        return response;
+        let id = Some(request.id);
+        return core.refuse(StatusCode::NOT_ACCEPTABLE, id, error, &principal, start);
     };
 
     let mut info = McpRequestInfo::new(request.request.method()).with_subject(principal.subject());
@@ -1427,7 +1631,7 @@ async fn mcp_delete(
                 .session_ended(ended.tenant.as_deref(), ended.lifetime);
             let mut event = AuditEvent::new(Category::Authentication)
                 .subject(principal.subject())
-                .auth_method(AUTH_METHOD)
+                .auth_method(crate::auth::method_name(&principal))
                 .method(SESSION_END)
                 .session_id(id)
                 .client_ip(ip)
@@ -1479,13 +1683,8 @@ fn session_header(headers: &http::HeaderMap) -> Option<&str> {
 }
 
 fn missing_session(core: &Core, principal: &Principal, start: Instant) -> Response {
-    let response = json_rpc_error(
-        StatusCode::BAD_REQUEST,
-        None,
-        ErrorData::invalid_request("Mcp-Session-Id header required", None),
-    );
-    core.observe(None, None, principal.tenant(), response.status(), start);
-    response
+    let error = ErrorData::invalid_request("Mcp-Session-Id header required", None);
+    core.refuse(StatusCode::BAD_REQUEST, None, error, principal, start)
 }
 
 async fn health() -> Response {
@@ -1495,18 +1694,22 @@ async fn health() -> Response {
 async fn ready(State(app): State<App>) -> Response {
     let core = &app.core;
     let keys = core.jwks.as_ref().is_none_or(|jwks| jwks.keys().is_some());
-    let upstream = tokio::time::timeout(Duration::from_secs(5), core.upstream.is_ready())
-        .await
-        .unwrap_or(false);
+    let upstreams = core.upstreams.readiness().await;
+    let upstream = upstreams.iter().all(|u| u.reachable || !u.required);
     let stats = core.audit.stats();
     let audit = stats.spool_pending == 0 && stats.lost == 0;
-    let all = keys && upstream && audit;
+    let pools = match &core.pools {
+        Some(pools) => Some(pools.health().await),
+        None => None,
+    };
+    let all = keys && upstream && audit && pools.as_ref().is_none_or(|p| p.healthy);
     let body = serde_json::json!({
         "status": if all { "ready" } else { "not_ready" },
         "checks": {
             "identity_provider_keys": keys,
-            "upstream": { "name": core.upstream.name(), "reachable": upstream },
+            "upstreams": upstreams,
             "audit_sink_writable": audit,
+            "pools": pools,
         }
     });
     let status = if all {
@@ -1517,8 +1720,20 @@ async fn ready(State(app): State<App>) -> Response {
     json_response(status, body.to_string().into_bytes())
 }
 
+/// `GET /.well-known/gateway-jwks.json`: the keys verifying the gateway's identity
+/// assertions.
+async fn gateway_jwks(State(app): State<App>) -> Response {
+    json_response(
+        StatusCode::OK,
+        app.core.upstreams.jwks_json().to_string().into_bytes(),
+    )
+}
+
 async fn metrics_endpoint(State(app): State<App>, headers: http::HeaderMap) -> Response {
     let core = &app.core;
+    if !core.metrics_on {
+        return StatusCode::NOT_FOUND.into_response();
+    }
     let stats = core.audit.stats();
     core.metrics
         .set_audit_queue_depth(u64::try_from(stats.queue_depth).unwrap_or(u64::MAX));

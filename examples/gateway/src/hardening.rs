@@ -107,6 +107,8 @@ pub(crate) struct Guard {
     origins: Rules<OriginRule>,
     cors: Option<HeaderValue>,
     require_https: bool,
+    /// The gateway terminates TLS itself (`[server.tls]`).
+    tls: bool,
     proxies: ClientIpResolver,
     timeout: Duration,
 }
@@ -178,6 +180,7 @@ impl Guard {
                 .enabled
                 .then(|| HeaderValue::from(server.cors.max_age_secs)),
             require_https: server.require_https,
+            tls: server.tls.is_some(),
             proxies,
             timeout: Duration::from_secs(server.request_timeout_secs),
         })
@@ -202,11 +205,12 @@ impl Guard {
             .is_none_or(|rules| rules.iter().any(|r| r.matches(origin)))
     }
 
-    /// Whether the request reached the gateway over HTTPS: the gateway itself serves plain
-    /// HTTP, so only a trusted proxy's `X-Forwarded-Proto` / `Forwarded: proto=` counts.
+    /// Whether the request reached the gateway over HTTPS: a trusted proxy's
+    /// `X-Forwarded-Proto` / `Forwarded: proto=` says so for the client's leg; otherwise the
+    /// connection itself counts (HTTPS when the gateway terminates TLS).
     fn is_https(&self, peer: IpAddr, headers: &HeaderMap) -> bool {
         if !self.proxies.is_trusted(peer) {
-            return false;
+            return self.tls;
         }
         if let Some(proto) = headers.get("x-forwarded-proto") {
             // The first value is the one the client-facing proxy set.
@@ -220,14 +224,15 @@ impl Guard {
             .get(http::header::FORWARDED)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(',').next())
-            .is_some_and(|first| {
-                first.split(';').any(|pair| {
-                    pair.trim().split_once('=').is_some_and(|(k, v)| {
-                        k.eq_ignore_ascii_case("proto")
-                            && v.trim_matches('"').eq_ignore_ascii_case("https")
-                    })
+            .and_then(|first| {
+                first.split(';').find_map(|pair| {
+                    pair.trim()
+                        .split_once('=')
+                        .filter(|(k, _)| k.eq_ignore_ascii_case("proto"))
+                        .map(|(_, v)| v.trim_matches('"').eq_ignore_ascii_case("https"))
                 })
             })
+            .unwrap_or(self.tls)
     }
 }
 
@@ -329,7 +334,8 @@ pub(crate) async fn guard(
     response
 }
 
-/// Security headers on every response; HSTS when the public URL is HTTPS.
+/// Security headers on every response (a `Content-Security-Policy` the handler set is
+/// kept); HSTS when the public URL is HTTPS.
 pub(crate) async fn security_headers(
     State(hsts): State<bool>,
     request: Request,
@@ -340,10 +346,12 @@ pub(crate) async fn security_headers(
     h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
-    );
+    // A page that sets its own policy keeps it (the OAuth proxy's consent page styles
+    // itself inline); everything else gets the strictest.
+    h.entry(CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(
+            "default-src 'none'; frame-ancestors 'none'",
+        ));
     if hsts {
         h.insert(
             STRICT_TRANSPORT_SECURITY,
@@ -426,19 +434,46 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_proto_counts_only_from_trusted_proxies() {
-        let g = Guard::new(&server(
-            "require_https = true\ntrusted_proxies = [\"10.0.0.0/8\"]",
-        ))
+    fn https_is_a_trusted_proxys_word_else_the_connection() {
+        let proxies = "require_https = true\ntrusted_proxies = [\"10.0.0.0/8\"]";
+        let plain = Guard::new(&server(proxies)).unwrap();
+        let tls = Guard::new(&server(&format!(
+            "{proxies}\ntls = {{ cert_file = \"c.pem\", key_file = \"k.pem\" }}"
+        )))
         .unwrap();
         let proxy: IpAddr = "10.1.2.3".parse().unwrap();
         let stranger: IpAddr = "203.0.113.9".parse().unwrap();
-        let https = headers(&[("x-forwarded-proto", "https")]);
-        assert!(g.is_https(proxy, &https));
-        assert!(!g.is_https(stranger, &https));
-        assert!(!g.is_https(proxy, &headers(&[("x-forwarded-proto", "http, https")])));
-        assert!(g.is_https(proxy, &headers(&[("forwarded", "for=1.2.3.4;proto=https")])));
-        assert!(!g.is_https(proxy, &headers(&[("forwarded", "for=1.2.3.4;proto=http")])));
-        assert!(!g.is_https(proxy, &HeaderMap::new()));
+        // (peer, headers, HTTPS behind a proxy, HTTPS when the gateway terminates TLS)
+        let cases = [
+            (proxy, vec![("x-forwarded-proto", "https")], true, true),
+            (stranger, vec![("x-forwarded-proto", "https")], false, true),
+            (stranger, vec![("x-forwarded-proto", "http")], false, true),
+            (
+                proxy,
+                vec![("x-forwarded-proto", "http, https")],
+                false,
+                false,
+            ),
+            (
+                proxy,
+                vec![("forwarded", "for=1.2.3.4;proto=https")],
+                true,
+                true,
+            ),
+            (
+                proxy,
+                vec![("forwarded", "for=1.2.3.4;proto=http")],
+                false,
+                false,
+            ),
+            (proxy, vec![("forwarded", "for=1.2.3.4")], false, true),
+            (proxy, vec![], false, true),
+            (stranger, vec![], false, true),
+        ];
+        for (peer, pairs, behind_proxy, terminating) in cases {
+            let h = headers(&pairs);
+            assert_eq!(plain.is_https(peer, &h), behind_proxy, "{peer} {pairs:?}");
+            assert_eq!(tls.is_https(peer, &h), terminating, "TLS: {peer} {pairs:?}");
+        }
     }
 }

@@ -1,10 +1,16 @@
 //! # mcp-gateway: the example MCP gateway
 //!
-//! Wires the workspace crates in front of an upstream MCP server: every `POST /mcp` is
-//! authenticated ([`mcp_auth_core`]), rate limited ([`mcp_ratelimit`]), parsed once,
+//! Wires the workspace crates in front of upstream MCP servers: every `POST /mcp` is
+//! authenticated ([`mcp_auth_core`]: a bearer JWT of the OIDC or local issuer, an Entra ID
+//! token or a token of the OAuth proxy MCP clients sign in through ([`mcp_auth_azure`],
+//! `[auth.azure]`), or an API key), rate limited ([`mcp_ratelimit`]), parsed once,
 //! authorized ([`mcp_rbac`], including tenant-bound tool arguments and filtered
-//! `tools/list`), forwarded through an rmcp client (the caller's token is never forwarded),
-//! audited ([`mcp_audit`], without blocking) and measured ([`mcp_metrics`]).
+//! `tools/list`), forwarded through the upstream registry (HTTP and stdio upstreams through
+//! rmcp clients, in-process tools by a direct handler call; per-upstream timeouts, health,
+//! reconnect backoff and circuit breaker; name prefixes with several upstreams; the caller's
+//! token is never forwarded, an identity assertion signed by the gateway may be), audited
+//! ([`mcp_audit`], without blocking) and measured ([`mcp_metrics`]). The SQL stores (audit,
+//! API keys) draw their connections from [`mcp_pool`] operation classes (`[pools]`).
 //!
 //! The gateway holds configuration, wiring and MCP protocol handling only; every decision is
 //! taken by a library crate.
@@ -14,22 +20,37 @@
 //!   shutdown.
 //! * [`demo`]: `mcp-gateway demo`, a self-contained gateway with a local issuer and an
 //!   in-process demo upstream.
+//! * [`cli`]: the command line (`serve`, `demo`, `validate`, `token`, `policy`, `keys`,
+//!   `audit`).
+//! * [`audit_query`]: the audit query parameters shared by the admin API and the CLI.
 //!
 //! Endpoints: `POST /mcp` (Streamable HTTP, stateless or stateful, JSON or SSE responses),
 //! `DELETE /mcp` (ends a session), the admin API under `/api/v1/admin/`, `GET /health`,
-//! `GET /health/ready`, `GET /health/security`, `GET /metrics`, and the RFC 9728 metadata at
-//! `/.well-known/oauth-protected-resource` and `/.well-known/oauth-protected-resource/mcp`.
+//! `GET /health/ready`, `GET /health/security`, `GET /metrics`, the RFC 9728 metadata at
+//! `/.well-known/oauth-protected-resource` and `/.well-known/oauth-protected-resource/mcp`,
+//! and the identity-assertion keys at [`GATEWAY_JWKS_PATH`]; with `[auth.azure.proxy]`, the
+//! OAuth proxy's endpoints (RFC 8414 metadata, `/register`, `/authorize`, `/callback`,
+//! `/token`, `/revoke`); over plain HTTP, or HTTPS when `[server.tls]` names a certificate
+//! (rustls).
 
+mod api_keys;
+pub mod audit_query;
+mod auth;
+mod azure;
+pub mod cli;
 pub mod config;
 pub mod demo;
 mod gateway;
 mod hardening;
+mod pools;
 mod session;
+mod tls;
 mod upstream;
 
 pub use config::Config;
 pub use gateway::{BuildOptions, Gateway, MCP_PATH, MCP_SESSION_ID, ShutdownReport, build_policy};
-pub use upstream::{Upstream, UpstreamError};
+pub use tls::install_crypto_provider;
+pub use upstream::{GATEWAY_JWKS_PATH, UpstreamError};
 
 /// Completes on SIGINT (Ctrl-C) or, on Unix, SIGTERM.
 pub async fn shutdown_signal() {

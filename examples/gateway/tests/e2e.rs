@@ -7,18 +7,16 @@
     reason = "test helpers: a failed set-up must stop the test loudly"
 )]
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 
-use mcp_audit::{AuditFilter, AuditStore, Category, Decision, Scope};
-use mcp_auth_testkit::TestIssuer;
+use mcp_audit::{AuditFilter, Category, Decision, Scope};
 use mcp_gateway::demo::DemoUpstream;
-use mcp_gateway::{BuildOptions, Config, Gateway, ShutdownReport};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
-static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
+mod common;
+
+use common::gateway::{TestGateway, text_of};
+use common::{Scratch, deref_to};
 
 /// What a harness gateway is configured with besides the fixed parts.
 #[derive(Clone, Copy)]
@@ -50,20 +48,15 @@ impl Default for Setup<'_> {
     }
 }
 
+/// A [`TestGateway`] in front of a fresh demo upstream over Streamable HTTP.
 struct Harness {
-    base: String,
-    http: reqwest::Client,
-    issuer: TestIssuer,
+    gateway: TestGateway,
     upstream: DemoUpstream,
-    data_dir: PathBuf,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<ShutdownReport>>,
 }
 
 impl Harness {
-    /// A gateway trusting a fresh testkit issuer, in front of a fresh demo upstream, with
-    /// `rate_limit` as the body of its `[rate_limit]` section and a lockout after
-    /// `lockout_failures` failed authentications.
+    /// A gateway with `rate_limit` as the body of its `[rate_limit]` section and a lockout
+    /// after `lockout_failures` failed authentications.
     async fn start(rate_limit: &str, lockout_failures: u32) -> Self {
         Self::start_with(rate_limit, lockout_failures, "").await
     }
@@ -88,29 +81,11 @@ impl Harness {
             upstream_timeout,
             rbac,
         } = *setup;
-        let issuer = TestIssuer::start().await;
         let upstream = DemoUpstream::start().await.unwrap();
-        let data_dir = std::env::temp_dir().join(format!(
-            "mcp-gateway-e2e-{}-{}",
-            std::process::id(),
-            NEXT_DIR.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&data_dir);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let text = format!(
+        let config = format!(
             r#"
             [server]
-            public_url = "{base}"
-            shutdown_timeout_secs = 10
             {server}
-
-            [auth]
-            audiences = ["{aud}"]
-            required_scope = "mcp:tools"
-
-            [auth.oidc]
-            issuer = "{iss}"
 
             [auth.lockout]
             max_failures = {lockout_failures}
@@ -127,118 +102,28 @@ impl Harness {
             url = "{up}"
             timeout_secs = {upstream_timeout}
 
-            [audit]
-            sink = "sqlite"
-            path = {db}
-            spool_dir = {spool}
-
             {extra}
             "#,
-            aud = TestIssuer::AUDIENCE,
-            iss = issuer.issuer_url(),
             up = upstream.url(),
-            db = toml::Value::String(data_dir.join("audit.db").display().to_string()),
-            spool = toml::Value::String(data_dir.join("spool").display().to_string()),
         );
-        let config = Config::from_toml_with_env(&text, "e2e", []).unwrap();
-        let gateway = Gateway::build(&config, BuildOptions::default())
-            .await
-            .unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            gateway
-                .serve(listener, async {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap()
-        });
         Self {
-            base,
-            http: reqwest::Client::new(),
-            issuer,
+            gateway: TestGateway::start("e2e", &config).await,
             upstream,
-            data_dir,
-            stop: Some(stop),
-            task: Some(task),
         }
-    }
-
-    fn token(&self, subject: &str, tenant: &str, role: &str) -> String {
-        self.issuer.mint(json!({
-            "sub": subject,
-            "tid": tenant,
-            "roles": [role],
-            "scope": "mcp:tools",
-        }))
     }
 
     fn alice(&self) -> String {
         self.token("alice", "acme", "user")
     }
 
-    async fn post(&self, token: Option<&str>, body: &str) -> reqwest::Response {
-        let mut request = self
-            .http
-            .post(format!("{}/mcp", self.base))
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .body(body.to_owned());
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        request.send().await.unwrap()
-    }
-
-    async fn rpc(&self, token: &str, method: &str, params: Value) -> (u16, Value) {
-        let body = json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params});
-        let response = self.post(Some(token), &body.to_string()).await;
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    async fn call_tool(&self, token: &str, name: &str, arguments: Value) -> (u16, Value) {
-        self.rpc(
-            token,
-            "tools/call",
-            json!({"name": name, "arguments": arguments}),
-        )
-        .await
-    }
-
     fn tool_calls(&self) -> u64 {
         self.upstream.counters().tool_calls.load(Ordering::Relaxed)
     }
-
-    /// Stops the gateway and waits for its shutdown report.
-    async fn shutdown(&mut self) -> ShutdownReport {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.task.take().unwrap().await.unwrap()
-    }
-
-    async fn audit_store(&self) -> AuditStore {
-        AuditStore::connect_sqlite(self.data_dir.join("audit.db"))
-            .await
-            .unwrap()
-    }
 }
 
-impl Drop for Harness {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.data_dir);
-    }
-}
+deref_to!(Harness => gateway: TestGateway);
 
 const GENEROUS: &str = r#"per_user = "1000/min burst 1000""#;
-
-fn text_of(result: &Value) -> &str {
-    result["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap_or("")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allowed_call_reaches_the_upstream_without_the_client_token() {
@@ -266,7 +151,7 @@ async fn missing_and_bad_tokens_get_401_with_the_challenge() {
     let metadata = format!("{}/.well-known/oauth-protected-resource/mcp", h.base);
     let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
 
-    let response = h.post(None, body).await;
+    let response = h.post_mcp(None, body).await;
     assert_eq!(response.status(), 401);
     assert_eq!(
         response.headers()["www-authenticate"],
@@ -279,7 +164,7 @@ async fn missing_and_bad_tokens_get_401_with_the_challenge() {
         h.issuer
             .mint(json!({"aud": "another-resource", "scope": "mcp:tools"})),
     ] {
-        let response = h.post(Some(&bad), body).await;
+        let response = h.post_mcp(Some(&bad), body).await;
         assert_eq!(response.status(), 401);
         assert_eq!(
             response.headers()["www-authenticate"],
@@ -302,7 +187,7 @@ async fn a_missing_role_is_403_insufficient_scope_and_never_reaches_the_upstream
     let (status, _) = h.call_tool(&h.alice(), "admin.stats", json!({})).await;
     assert_eq!(status, 403);
     let response = h
-        .post(
+        .post_mcp(
             Some(&h.alice()),
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"admin.stats","arguments":{}}}"#,
         )
@@ -376,7 +261,7 @@ async fn the_user_limit_answers_429_with_retry_after() {
         assert_eq!(status, 200);
     }
     let response = h
-        .post(
+        .post_mcp(
             Some(&alice),
             r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}"#,
         )
@@ -409,7 +294,7 @@ async fn the_user_limit_answers_429_with_retry_after() {
 async fn malformed_json_rpc_is_400() {
     let h = Harness::start(GENEROUS, 20).await;
     for body in [r#"{"jsonrpc":"2.0","#, "[]", r#"{"id":1}"#, "null"] {
-        let response = h.post(Some(&h.alice()), body).await;
+        let response = h.post_mcp(Some(&h.alice()), body).await;
         assert_eq!(response.status(), 400, "{body}");
         let json: Value = response.json().await.unwrap();
         assert_eq!(json["error"]["code"], -32700, "{body}");
@@ -422,10 +307,10 @@ async fn repeated_bad_tokens_lock_the_client_out() {
     let h = Harness::start(GENEROUS, 3).await;
     let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
     for _ in 0..3 {
-        assert_eq!(h.post(Some("bad.token.here"), body).await.status(), 401);
+        assert_eq!(h.post_mcp(Some("bad.token.here"), body).await.status(), 401);
     }
     // Locked out: even a valid token is refused until the lockout ends.
-    let response = h.post(Some(&h.alice()), body).await;
+    let response = h.post_mcp(Some(&h.alice()), body).await;
     assert_eq!(response.status(), 429);
     assert!(response.headers().contains_key("retry-after"));
 }
@@ -454,12 +339,13 @@ async fn metadata_health_and_metrics_are_served() {
     let ready = get("/health/ready").await.unwrap();
     assert_eq!(ready.status(), 200);
     let ready: Value = ready.json().await.unwrap();
-    assert_eq!(ready["checks"]["upstream"]["reachable"], true);
+    assert_eq!(ready["checks"]["upstreams"][0]["name"], "demo");
+    assert_eq!(ready["checks"]["upstreams"][0]["reachable"], true);
     assert_eq!(ready["checks"]["identity_provider_keys"], true);
 
     let (status, _) = h.call_tool(&h.alice(), "echo", json!({"text": "m"})).await;
     assert_eq!(status, 200);
-    let _ = h.post(None, "{}").await;
+    let _ = h.post_mcp(None, "{}").await;
     let text = get("/metrics").await.unwrap().text().await.unwrap();
     assert!(
         text.contains(r#"mcp_requests_total{method="tools/call",tool="echo",status="200"} 1"#),
@@ -506,7 +392,7 @@ async fn graceful_shutdown_flushes_one_audit_event_per_decision() {
         .call_tool(&h.alice(), "tenant_data", json!({"tenant": "globex"}))
         .await;
     assert_eq!(status, 403);
-    assert_eq!(h.post(None, "{}").await.status(), 401);
+    assert_eq!(h.post_mcp(None, "{}").await.status(), 401);
 
     let report = h.shutdown().await;
     assert!(report.drained);
@@ -984,53 +870,6 @@ const PLATFORM_ADMIN: &str = r#"policy = """
 allow = [{ action = "admin:*", cross_tenant = true }]
 """"#;
 
-impl Harness {
-    async fn admin_get(&self, token: Option<&str>, path: &str) -> (u16, Value) {
-        let mut request = self.http.get(format!("{}{path}", self.base));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn admin_post(&self, token: &str, path: &str, body: &Value) -> (u16, Value) {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    /// Polls the audit endpoint as `token` until `at_least` events match `query`; the
-    /// writer batches, so events land shortly after the requests. Bounded: 100 x 50 ms.
-    async fn audit_events(&self, token: &str, query: &str, at_least: usize) -> Vec<Value> {
-        let mut events = Vec::new();
-        for _ in 0..100 {
-            let (status, body) = self
-                .admin_get(Some(token), &format!("/api/v1/admin/audit?{query}"))
-                .await;
-            assert_eq!(status, 200, "{body}");
-            events = body["events"].as_array().cloned().unwrap_or_default();
-            if events.len() >= at_least {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        events
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_wide_admin_endpoints_need_a_cross_tenant_admin() {
     let h = Harness::start_setup(&Setup {
@@ -1040,35 +879,35 @@ async fn gateway_wide_admin_endpoints_need_a_cross_tenant_admin() {
     .await;
     let platform = h.token("ops", "acme", "platform_admin");
     let tenant_admin = h.token("root", "acme", "admin");
-    assert_eq!(h.post(Some("bad.token.x"), "{}").await.status(), 401);
+    assert_eq!(h.post_mcp(Some("bad.token.x"), "{}").await.status(), 401);
     for path in [
         "/api/v1/admin/rate-limiting-performance",
         "/api/v1/admin/token-refresh-status",
         "/health/security",
     ] {
-        let (status, body) = h.admin_get(Some(&platform), path).await;
+        let (status, body) = h.get(Some(&platform), path).await;
         assert_eq!(status, 200, "{path}: {body}");
         for refused in [&tenant_admin, &h.alice()] {
-            let (status, body) = h.admin_get(Some(refused), path).await;
+            let (status, body) = h.get(Some(refused), path).await;
             assert_eq!(status, 403, "{path}: {body}");
             assert_eq!(body["error"], "forbidden");
         }
-        let (status, _) = h.admin_get(None, path).await;
+        let (status, _) = h.get(None, path).await;
         assert_eq!(status, 401, "{path}");
     }
-    let (_, security) = h.admin_get(Some(&platform), "/health/security").await;
+    let (_, security) = h.get(Some(&platform), "/health/security").await;
     assert_eq!(security["rate_limiting"]["enabled"], true);
     assert_eq!(security["https_required"], false);
     assert_eq!(security["key_source"]["kind"], "jwks");
     assert_eq!(security["key_source"]["loaded"], true);
     assert_eq!(security["failed_authentications_last_hour"], 1);
     let (_, perf) = h
-        .admin_get(Some(&platform), "/api/v1/admin/rate-limiting-performance")
+        .get(Some(&platform), "/api/v1/admin/rate-limiting-performance")
         .await;
     assert_eq!(perf["rules"], json!(["user"]));
     assert!(perf["decisions"]["allowed"].as_u64().is_some());
     let (_, keys) = h
-        .admin_get(Some(&platform), "/api/v1/admin/token-refresh-status")
+        .get(Some(&platform), "/api/v1/admin/token-refresh-status")
         .await;
     assert_eq!(keys["keys"]["issuer"], h.issuer.issuer_url());
     assert!(keys["keys"]["keys"].as_u64().unwrap() >= 1);
@@ -1095,14 +934,14 @@ async fn audit_query_and_export_are_tenant_scoped() {
     // Naming another tenant, or all of them, is refused to a tenant admin.
     for other in ["globex", "*"] {
         let (status, _) = h
-            .admin_get(
+            .get(
                 Some(&acme_admin),
                 &format!("/api/v1/admin/audit?tenant={}", other.replace('*', "%2A")),
             )
             .await;
         assert_eq!(status, 403, "{other}");
     }
-    let (status, _) = h.admin_get(Some(&h.alice()), "/api/v1/admin/audit").await;
+    let (status, _) = h.get(Some(&h.alice()), "/api/v1/admin/audit").await;
     assert_eq!(status, 403);
 
     let platform = h.token("ops", "acme", "platform_admin");
@@ -1116,14 +955,13 @@ async fn audit_query_and_export_are_tenant_scoped() {
     assert_eq!(globex.len(), 1);
     assert_eq!(globex[0]["actor"]["subject"], "bob");
 
-    let response = h
-        .http
-        .get(format!(
-            "{}/api/v1/admin/audit/export?format=jsonl&category=tool_call",
-            h.base
-        ))
-        .bearer_auth(&acme_admin)
-        .send()
+    let export = |token: &str, query: &str| {
+        h.http
+            .get(format!("{}/api/v1/admin/audit/export?{query}", h.base))
+            .bearer_auth(token)
+            .send()
+    };
+    let response = export(&acme_admin, "format=jsonl&category=tool_call")
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
@@ -1135,33 +973,17 @@ async fn audit_query_and_export_are_tenant_scoped() {
         .collect();
     assert_eq!(lines.len(), 1, "{text}");
     assert_eq!(lines[0]["actor"]["tenant"], "acme");
-    let response = h
-        .http
-        .get(format!(
-            "{}/api/v1/admin/audit/export?format=csv&tenant=%2A&category=tool_call",
-            h.base
-        ))
-        .bearer_auth(&platform)
-        .send()
+    let response = export(&platform, "format=csv&tenant=%2A&category=tool_call")
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
     let csv = response.text().await.unwrap();
     assert!(csv.starts_with("id,time,category"), "{csv}");
     assert_eq!(csv.lines().count(), 3, "{csv}");
-    let response = h
-        .http
-        .get(format!(
-            "{}/api/v1/admin/audit/export?tenant=globex",
-            h.base
-        ))
-        .bearer_auth(&acme_admin)
-        .send()
-        .await
-        .unwrap();
+    let response = export(&acme_admin, "tenant=globex").await.unwrap();
     assert_eq!(response.status(), 403);
     let (status, _) = h
-        .admin_get(Some(&acme_admin), "/api/v1/admin/audit?category=nonsense")
+        .get(Some(&acme_admin), "/api/v1/admin/audit?category=nonsense")
         .await;
     assert_eq!(status, 400);
 }
@@ -1184,17 +1006,13 @@ async fn revoked_tokens_and_subjects_are_refused() {
     let tenant_admin = h.token("root", "acme", "admin");
     let revoke = "/api/v1/admin/tokens/revoke";
     let (status, _) = h
-        .admin_post(&tenant_admin, revoke, &json!({"jti": "alice-1"}))
+        .post(&tenant_admin, revoke, &json!({"jti": "alice-1"}))
         .await;
     assert_eq!(status, 403);
-    let (status, _) = h
-        .admin_post(&h.alice(), revoke, &json!({"subject": "bob"}))
-        .await;
+    let (status, _) = h.post(&h.alice(), revoke, &json!({"subject": "bob"})).await;
     assert_eq!(status, 403);
 
-    let (status, body) = h
-        .admin_post(&platform, revoke, &json!({"jti": "alice-1"}))
-        .await;
+    let (status, body) = h.post(&platform, revoke, &json!({"jti": "alice-1"})).await;
     assert_eq!(status, 200, "{body}");
     let (status, _) = h.call_tool(&revoked, "echo", json!({"text": "a"})).await;
     assert_eq!(status, 401);
@@ -1202,32 +1020,25 @@ async fn revoked_tokens_and_subjects_are_refused() {
     assert_eq!(status, 200);
 
     let bob = h.token("bob", "globex", "user");
-    let (status, _) = h
-        .admin_post(&platform, revoke, &json!({"subject": "bob"}))
-        .await;
+    let (status, _) = h.post(&platform, revoke, &json!({"subject": "bob"})).await;
     assert_eq!(status, 200);
     let (status, _) = h.call_tool(&bob, "echo", json!({"text": "a"})).await;
     assert_eq!(status, 401);
 
     let (status, _) = h
-        .admin_post(&platform, revoke, &json!({"jti": "x", "subject": "y"}))
+        .post(&platform, revoke, &json!({"jti": "x", "subject": "y"}))
         .await;
     assert_eq!(status, 400);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_reload_reads_the_policy_file_again() {
-    let dir = std::env::temp_dir().join(format!(
-        "mcp-gateway-policy-{}-{}",
-        std::process::id(),
-        NEXT_DIR.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("policy.toml");
+    let dir = Scratch::new("policy");
+    let file = dir.path("policy.toml");
     std::fs::write(&file, "version = 1\n").unwrap();
     let rbac = format!(
         "{PLATFORM_ADMIN}\npolicy_file = {}",
-        toml::Value::String(file.display().to_string())
+        dir.toml("policy.toml")
     );
     let h = Harness::start_setup(&Setup {
         rbac: &rbac,
@@ -1245,10 +1056,10 @@ async fn policy_reload_reads_the_policy_file_again() {
     .unwrap();
     let reload = "/api/v1/admin/policy/reload";
     let tenant_admin = h.token("root", "acme", "admin");
-    let (status, _) = h.admin_post(&tenant_admin, reload, &json!({})).await;
+    let (status, _) = h.post(&tenant_admin, reload, &json!({})).await;
     assert_eq!(status, 403);
     let platform = h.token("ops", "acme", "platform_admin");
-    let (status, body) = h.admin_post(&platform, reload, &json!({})).await;
+    let (status, body) = h.post(&platform, reload, &json!({})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["generation"], 1);
     let (status, _) = h.call_tool(&auditor, "admin.stats", json!({})).await;
@@ -1256,7 +1067,7 @@ async fn policy_reload_reads_the_policy_file_again() {
 
     // A broken file is reported and the policy in force stays.
     std::fs::write(&file, "[roles.auditor\n").unwrap();
-    let (status, body) = h.admin_post(&platform, reload, &json!({})).await;
+    let (status, body) = h.post(&platform, reload, &json!({})).await;
     assert_eq!(status, 422, "{body}");
     assert!(
         body["message"].as_str().unwrap().contains("policy.toml"),
@@ -1264,7 +1075,6 @@ async fn policy_reload_reads_the_policy_file_again() {
     );
     let (status, _) = h.call_tool(&auditor, "admin.stats", json!({})).await;
     assert_eq!(status, 200);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1281,22 +1091,20 @@ async fn multi_user_status_counts_sessions_per_tenant() {
     h.initialize(&h.token("bob", "globex", "user")).await;
     let path = "/api/v1/admin/multi-user-status";
     let acme_admin = h.token("root", "acme", "admin");
-    let (status, body) = h.admin_get(Some(&acme_admin), path).await;
+    let (status, body) = h.get(Some(&acme_admin), path).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["tenant"], "acme");
     assert_eq!(body["mode"], "stateful");
     assert_eq!(body["sessions"]["sessions"], 2);
     assert_eq!(body["sessions"]["users"], 1);
     let (status, _) = h
-        .admin_get(Some(&acme_admin), &format!("{path}?tenant=globex"))
+        .get(Some(&acme_admin), &format!("{path}?tenant=globex"))
         .await;
     assert_eq!(status, 403);
-    let (status, _) = h.admin_get(Some(&h.alice()), path).await;
+    let (status, _) = h.get(Some(&h.alice()), path).await;
     assert_eq!(status, 403);
     let platform = h.token("ops", "acme", "platform_admin");
-    let (status, body) = h
-        .admin_get(Some(&platform), &format!("{path}?tenant=%2A"))
-        .await;
+    let (status, body) = h.get(Some(&platform), &format!("{path}?tenant=%2A")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["sessions"]["sessions"], 3);
     assert_eq!(body["sessions"]["users"], 2);
@@ -1328,23 +1136,23 @@ async fn tenant_fair_share_limits_a_tenant_and_reports_per_tenant() {
 
     let acme_admin = h.token("root", "acme", "admin");
     let (status, body) = h
-        .admin_get(Some(&acme_admin), "/api/v1/admin/tenant-fairness/acme")
+        .get(Some(&acme_admin), "/api/v1/admin/tenant-fairness/acme")
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["admitted"], 2);
     assert_eq!(body["rejected"], 1);
     assert_eq!(body["share"], 2.0);
     let (status, _) = h
-        .admin_get(Some(&acme_admin), "/api/v1/admin/tenant-fairness/globex")
+        .get(Some(&acme_admin), "/api/v1/admin/tenant-fairness/globex")
         .await;
     assert_eq!(status, 403);
     let (status, _) = h
-        .admin_get(Some(&h.alice()), "/api/v1/admin/tenant-fairness/acme")
+        .get(Some(&h.alice()), "/api/v1/admin/tenant-fairness/acme")
         .await;
     assert_eq!(status, 403);
     let platform = h.token("ops", "acme", "platform_admin");
     let (status, body) = h
-        .admin_get(Some(&platform), "/api/v1/admin/tenant-fairness/globex")
+        .get(Some(&platform), "/api/v1/admin/tenant-fairness/globex")
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["admitted"], 1);

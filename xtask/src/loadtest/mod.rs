@@ -22,7 +22,7 @@ use clap::{Parser, ValueEnum};
 use measure::{Load, LoadSpec};
 use process::{ECHO_CALL, JwksServer, Launch, Server, ensure_port_free, post_mcp};
 use report::RunRecord;
-use setup::{AuditSink, GatewayWiring, Profile, TokenSet};
+use setup::{AuditSink, GatewayWiring, Profile, TokenSet, Upstream};
 
 /// Runs the peers' MCP workload against the bare upstream and the gateway, and prints req/s,
 /// p50/p99 and server CPU per request with ratios against the peers' published numbers.
@@ -62,11 +62,12 @@ struct Options {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "upstream,full,auth,uncached"
+        default_value = "upstream,full,auth,auth-off,cache-off,inproc"
     )]
     scenarios: Vec<Scenario>,
-    /// Distinct tokens minted for the `uncached` scenario; split evenly over the runs, each
-    /// slice should exceed the requests of one run (a warning says when it did not).
+    /// Distinct tokens minted for the `uncached` scenario (not run by default); split evenly
+    /// over the runs, each slice should exceed the requests of one run (a warning says when
+    /// it did not).
     #[arg(long, default_value_t = 100_000)]
     uncached_tokens: usize,
     /// The durable audit sink of the full chain.
@@ -104,11 +105,22 @@ enum Scenario {
     Upstream,
     /// The gateway with JWT, RBAC, rate limits, durable audit and metrics; 1000 tokens.
     Full,
-    /// The gateway with JWT (validated-token cache hits), RBAC and metrics only; 1000 tokens.
+    /// Authentication only: JWT (validated-token cache hits); RBAC allow-all, no rate
+    /// limits, audit and metrics off; 1000 tokens.
     Auth,
-    /// As `auth`, but every request carries a token the gateway has not seen: the uncached
-    /// RS256 verification path (the gateway has no switch to turn its token cache off).
+    /// As `auth` with authentication off (`auth.mode = "none"`): the baseline of the RS256
+    /// target. The requests still carry the tokens (same bytes on the wire).
+    AuthOff,
+    /// As `auth` with the token cache off (`auth.token_cache_capacity = 0`): every request's
+    /// RS256 signature is verified; 1000 tokens.
+    CacheOff,
+    /// As `auth` (cache on), but every request carries a token the gateway has not seen:
+    /// verification plus a cache insertion per request.
     Uncached,
+    /// As `full`, with the demo tools served inside the gateway (`kind = "in-process"`)
+    /// instead of `mini_mcp`: no upstream hop, the comparison with FastMCP, which serves its
+    /// tool in-process too.
+    Inproc,
 }
 
 impl Scenario {
@@ -117,7 +129,10 @@ impl Scenario {
             Self::Upstream => "upstream",
             Self::Full => "full",
             Self::Auth => "auth",
+            Self::AuthOff => "auth-off",
+            Self::CacheOff => "cache-off",
             Self::Uncached => "uncached",
+            Self::Inproc => "inproc",
         }
     }
 }
@@ -253,31 +268,56 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
                 };
                 bench.measure(&target, &mut [&mut upstream])?;
             }
-            Scenario::Full | Scenario::Auth | Scenario::Uncached => {
+            Scenario::Full
+            | Scenario::Auth
+            | Scenario::AuthOff
+            | Scenario::CacheOff
+            | Scenario::Uncached
+            | Scenario::Inproc => {
                 let runs = bench.options.runs as usize;
+                let chain = format!(
+                    "full chain (JWT + RBAC + rate limits + audit {} + metrics), 1000 tokens",
+                    match bench.options.audit_sink {
+                        AuditSink::Jsonl => "JSONL",
+                        AuditSink::Sqlite => "SQLite",
+                    }
+                );
+                let in_process = scenario == Scenario::Inproc;
                 let (profile, title, run_tokens, profile_tokens) = match scenario {
-                    Scenario::Full => (
+                    Scenario::Full | Scenario::Inproc => (
                         Profile::FullChain(bench.options.audit_sink),
-                        format!(
-                            "gateway full chain (JWT + RBAC + rate limits + audit {} + metrics), 1000 tokens",
-                            match bench.options.audit_sink {
-                                AuditSink::Jsonl => "JSONL",
-                                AuditSink::Sqlite => "SQLite",
-                            }
-                        ),
+                        if in_process {
+                            format!("gateway in-process demo tools (no upstream hop), {chain}")
+                        } else {
+                            format!("gateway {chain}")
+                        },
                         vec![Some(tokens.tokens()); runs],
                         Some(tokens.tokens()),
                     ),
                     Scenario::Auth => (
-                        Profile::AuthOnly,
-                        "gateway auth only (JWT, cache hits + RBAC + metrics), 1000 tokens"
+                        Profile::AuthOnly { cache: true },
+                        "gateway auth only (JWT, token cache hits; RBAC allow-all, no limits, audit and metrics off), 1000 tokens"
+                            .to_owned(),
+                        vec![Some(tokens.tokens()); runs],
+                        Some(tokens.tokens()),
+                    ),
+                    Scenario::AuthOff => (
+                        Profile::AuthOff,
+                        "gateway auth off (auth.mode = none; RBAC allow-all, no limits, audit and metrics off)"
+                            .to_owned(),
+                        vec![Some(tokens.tokens()); runs],
+                        Some(tokens.tokens()),
+                    ),
+                    Scenario::CacheOff => (
+                        Profile::AuthOnly { cache: false },
+                        "gateway auth only, token cache off (RS256 verified per request), 1000 tokens"
                             .to_owned(),
                         vec![Some(tokens.tokens()); runs],
                         Some(tokens.tokens()),
                     ),
                     _ => (
-                        Profile::AuthOnly,
-                        "gateway auth only, uncached RS256 (every token new)".to_owned(),
+                        Profile::AuthOnly { cache: true },
+                        "gateway auth only, uncached RS256 (every token new, cache on)".to_owned(),
                         uncached_slices
                             .iter()
                             .take(runs)
@@ -292,20 +332,30 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
                 std::fs::create_dir_all(&dir)?;
                 let wiring = GatewayWiring {
                     port: bench.options.gateway_port,
-                    upstream_url: upstream_url.clone(),
+                    upstream: if in_process {
+                        Upstream::InProcess
+                    } else {
+                        Upstream::Http(upstream_url.clone())
+                    },
                     jwks_url: jwks.url(),
                     dir: dir.clone(),
                 };
                 let config = dir.join("gateway.toml");
                 std::fs::write(&config, setup::gateway_config(profile, &wiring))?;
-                let mut gateway =
-                    start_gateway(&bench.options, &gateway_bin, &config, &dir, &tokens)?;
+                let mut gateway = start_gateway(
+                    &bench.options,
+                    &gateway_bin,
+                    &config,
+                    &dir,
+                    &tokens,
+                    profile != Profile::AuthOff,
+                )?;
                 let target = Target {
                     scenario: scenario.key(),
                     title,
                     url: format!("http://127.0.0.1:{}/mcp", bench.options.gateway_port),
                     server_pid: gateway.pid(),
-                    upstream_pid: Some(upstream.pid()),
+                    upstream_pid: (!in_process).then(|| upstream.pid()),
                     warmup_tokens: Some(tokens.tokens()),
                     profile_tokens,
                     run_tokens,
@@ -344,13 +394,14 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
 }
 
 /// Starts the gateway pinned, waits for its port and checks that a valid token gets the
-/// echo result and a missing token gets 401.
+/// echo result and a missing token gets 401 (200 when `authenticates` is false).
 fn start_gateway(
     options: &Options,
     binary: &Path,
     config: &Path,
     dir: &Path,
     tokens: &TokenSet,
+    authenticates: bool,
 ) -> Result<Server> {
     let addr = SocketAddr::from(([127, 0, 0, 1], options.gateway_port));
     ensure_port_free(addr)?;
@@ -378,11 +429,12 @@ fn start_gateway(
             process::log_tail(&dir.join("gateway.log"))
         );
     }
-    let denied = post_mcp(addr, None, ECHO_CALL)?;
-    if denied.status != 401 {
+    let anonymous = post_mcp(addr, None, ECHO_CALL)?;
+    let expected = if authenticates { 401 } else { 200 };
+    if anonymous.status != expected {
         bail!(
-            "gateway pre-flight: no token got {} instead of 401",
-            denied.status
+            "gateway pre-flight: no token got {} instead of {expected}",
+            anonymous.status
         );
     }
     Ok(gateway)

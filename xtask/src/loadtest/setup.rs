@@ -190,11 +190,21 @@ pub(crate) enum Profile {
     /// JWT + RBAC + rate limits (global, user, IP, tool; never reached) + durable audit +
     /// metrics.
     FullChain(AuditSink),
-    /// JWT + the RBAC check the gateway always makes; no rate-limit rules; audit to the
-    /// `tracing` sink with logging filtered to errors (the audit pipeline still runs, its
-    /// events are dropped by the filter); metrics (always on).
-    AuthOnly,
+    /// Authentication only: JWT (with the validated-token cache, or with
+    /// `auth.token_cache_capacity = 0` when `cache` is false); `rbac.allow_all`, no
+    /// rate-limit rules, `audit.enabled = false`, `metrics.enabled = false`.
+    AuthOnly {
+        /// Whether the validated-token cache is on.
+        cache: bool,
+    },
+    /// As [`Profile::AuthOnly`], with authentication off too (`auth.mode = "none"`): the
+    /// baseline the RS256 path is compared with.
+    AuthOff,
 }
+
+/// The `[rbac]` switch of the lean profiles (RBAC not asked); with `[audit] enabled = false`
+/// and `[metrics] enabled = false` it leaves authentication as the only feature on.
+const LEAN: &str = "allow_all = true\n";
 
 /// The durable audit sink of the full chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -205,13 +215,22 @@ pub(crate) enum AuditSink {
     Sqlite,
 }
 
+/// What serves the tools behind the gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Upstream {
+    /// An MCP server at this Streamable HTTP endpoint (`mini_mcp`).
+    Http(String),
+    /// The demo tools inside the gateway (`kind = "in-process"`): no upstream hop.
+    InProcess,
+}
+
 /// Where a gateway listens and what it talks to.
 #[derive(Debug, Clone)]
 pub(crate) struct GatewayWiring {
     /// The gateway's port on 127.0.0.1.
     pub(crate) port: u16,
-    /// The upstream's MCP endpoint.
-    pub(crate) upstream_url: String,
+    /// What serves the tools.
+    pub(crate) upstream: Upstream,
     /// Where the issuer's JWKS is served.
     pub(crate) jwks_url: String,
     /// The scenario's folder (audit files, spool).
@@ -222,6 +241,16 @@ pub(crate) struct GatewayWiring {
 /// else; every limit is far above what one core can serve.
 pub(crate) fn gateway_config(profile: Profile, wiring: &GatewayWiring) -> String {
     let toml_path = |p: PathBuf| format!("{:?}", p.display().to_string());
+    let upstream = match &wiring.upstream {
+        Upstream::Http(url) => format!("name = \"mini-mcp\"\nurl = \"{url}\"\n"),
+        Upstream::InProcess => "name = \"demo\"\nkind = \"in-process\"\n".to_owned(),
+    };
+    let (auth, switches) = match profile {
+        Profile::FullChain(_) => ("", ""),
+        Profile::AuthOnly { cache: true } => ("", LEAN),
+        Profile::AuthOnly { cache: false } => ("token_cache_capacity = 0\n", LEAN),
+        Profile::AuthOff => ("mode = \"none\"\ninsecure_no_auth_i_know = true\n", LEAN),
+    };
     let (rate_limit, audit, filter) = match profile {
         Profile::FullChain(sink) => {
             let (kind, path) = match sink {
@@ -240,13 +269,13 @@ pub(crate) fn gateway_config(profile: Profile, wiring: &GatewayWiring) -> String
                 "warn",
             )
         }
-        Profile::AuthOnly => (
+        Profile::AuthOnly { .. } | Profile::AuthOff => (
             String::new(),
             format!(
-                "sink = \"tracing\"\nspool_dir = {}\n",
+                "enabled = false\nsink = \"tracing\"\nspool_dir = {}\n",
                 toml_path(wiring.dir.join("spool"))
             ),
-            "error",
+            "warn",
         ),
     };
     format!(
@@ -258,7 +287,7 @@ shutdown_timeout_secs = 5
 [auth]
 audiences = ["{AUDIENCE}"]
 required_scope = "{SCOPE}"
-
+{auth}
 [auth.oidc]
 issuer = "{ISSUER}"
 jwks_url = "{jwks_url}"
@@ -270,7 +299,7 @@ scope = ["scope"]
 
 [rbac]
 default_roles = false
-policy = """
+{switches}policy = """
 [roles.user]
 allow = [{{ action = "tools/call", resource = "echo" }}]
 """
@@ -278,19 +307,21 @@ allow = [{{ action = "tools/call", resource = "echo" }}]
 [rate_limit]
 {rate_limit}
 [[upstreams]]
-name = "mini_mcp"
-url = "{upstream_url}"
-timeout_secs = 30
+{upstream}timeout_secs = 30
 
 [audit]
 {audit}
 [logging]
 format = "human"
 filter = "{filter}"
-"#,
+{metrics}"#,
+        metrics = if switches.is_empty() {
+            ""
+        } else {
+            "\n[metrics]\nenabled = false\n"
+        },
         port = wiring.port,
         jwks_url = wiring.jwks_url,
-        upstream_url = wiring.upstream_url,
     )
 }
 
@@ -301,7 +332,7 @@ mod tests {
     fn wiring() -> GatewayWiring {
         GatewayWiring {
             port: 9200,
-            upstream_url: "http://127.0.0.1:9100/mcp".to_owned(),
+            upstream: Upstream::Http("http://127.0.0.1:9100/mcp".to_owned()),
             jwks_url: "http://127.0.0.1:4000/jwks.json".to_owned(),
             dir: PathBuf::from("/tmp/lt"),
         }
@@ -328,12 +359,78 @@ mod tests {
     }
 
     #[test]
-    fn auth_only_config_has_no_limits_and_no_durable_audit() {
-        let text = gateway_config(Profile::AuthOnly, &wiring());
+    fn auth_only_config_turns_everything_but_authentication_off() {
+        let text = gateway_config(Profile::AuthOnly { cache: true }, &wiring());
         let table: toml::Table = toml::from_str(&text).unwrap();
         assert!(table["rate_limit"].as_table().unwrap().is_empty());
-        assert_eq!(table["audit"]["sink"].as_str(), Some("tracing"));
-        assert_eq!(table["logging"]["filter"].as_str(), Some("error"));
+        assert_eq!(table["audit"]["enabled"].as_bool(), Some(false));
+        assert_eq!(table["metrics"]["enabled"].as_bool(), Some(false));
+        assert_eq!(table["rbac"]["allow_all"].as_bool(), Some(true));
+        assert!(table["auth"].get("mode").is_none());
+        assert!(table["auth"].get("token_cache_capacity").is_none());
+    }
+
+    #[test]
+    fn cache_off_and_auth_off_differ_from_auth_only_in_one_switch_each() {
+        let parse = |p| -> toml::Table { toml::from_str(&gateway_config(p, &wiring())).unwrap() };
+        let base = parse(Profile::AuthOnly { cache: true });
+        let mut cache_off = parse(Profile::AuthOnly { cache: false });
+        assert_eq!(
+            cache_off["auth"]["token_cache_capacity"].as_integer(),
+            Some(0)
+        );
+        let mut off = parse(Profile::AuthOff);
+        assert_eq!(off["auth"]["mode"].as_str(), Some("none"));
+        assert_eq!(off["auth"]["insecure_no_auth_i_know"].as_bool(), Some(true));
+        for (table, keys) in [
+            (&mut cache_off, &["token_cache_capacity"][..]),
+            (&mut off, &["mode", "insecure_no_auth_i_know"][..]),
+        ] {
+            let auth = table
+                .get_mut("auth")
+                .and_then(toml::Value::as_table_mut)
+                .unwrap();
+            for key in keys {
+                auth.remove(*key);
+            }
+            assert_eq!(*table, base);
+        }
+    }
+
+    #[test]
+    fn the_full_chain_has_no_lean_switches() {
+        let text = gateway_config(Profile::FullChain(AuditSink::Jsonl), &wiring());
+        let table: toml::Table = toml::from_str(&text).unwrap();
+        assert!(table.get("metrics").is_none());
+        assert!(table["rbac"].get("allow_all").is_none());
+        assert!(table["audit"].get("enabled").is_none());
+    }
+
+    #[test]
+    fn the_in_process_upstream_replaces_only_the_upstream_section() {
+        let parse = |w: &GatewayWiring| -> toml::Table {
+            toml::from_str(&gateway_config(Profile::FullChain(AuditSink::Jsonl), w)).unwrap()
+        };
+        let mut proxied = parse(&wiring());
+        let mut in_process = parse(&GatewayWiring {
+            upstream: Upstream::InProcess,
+            ..wiring()
+        });
+        let upstreams = in_process.remove("upstreams").unwrap();
+        let upstream = &upstreams.as_array().unwrap()[0];
+        assert_eq!(upstream["kind"].as_str(), Some("in-process"));
+        assert_eq!(upstream["name"].as_str(), Some("demo"));
+        assert!(upstream.get("url").is_none());
+        assert_eq!(
+            proxied.remove("upstreams").unwrap()[0]["url"].as_str(),
+            Some("http://127.0.0.1:9100/mcp")
+        );
+        assert_eq!(proxied, in_process);
+        // The workload's 1000 users never meet a limit.
+        assert_eq!(
+            in_process["rate_limit"]["per_user"].as_str(),
+            Some("1000000/s")
+        );
     }
 
     #[test]

@@ -1,12 +1,14 @@
 -- mcp-audit schema 1: one row per audit event (PostgreSQL).
+-- subject, tenant and chain_stream are identifiers, only ever compared for equality: the "C"
+-- collation makes their index comparisons a byte comparison instead of a locale-aware one.
 CREATE TABLE IF NOT EXISTS audit_events (
-    id             UUID    NOT NULL PRIMARY KEY,
+    id             UUID    NOT NULL,
     ts_us          BIGINT  NOT NULL,
     schema_version BIGINT  NOT NULL,
     category       TEXT    NOT NULL,
     severity       TEXT    NOT NULL,
-    subject        TEXT,
-    tenant         TEXT,
+    subject        TEXT COLLATE "C",
+    tenant         TEXT COLLATE "C",
     auth_method    TEXT,
     api_key_id     TEXT,
     method         TEXT,
@@ -23,14 +25,16 @@ CREATE TABLE IF NOT EXISTS audit_events (
     session_id     TEXT,
     client_ip      TEXT,
     user_agent     TEXT,
-    chain_stream   TEXT,
+    chain_stream   TEXT COLLATE "C",
     chain_seq      BIGINT,
     prev_hash      TEXT,
-    hash           TEXT
+    hash           TEXT,
+    -- The time index too: keyset pagination on (time, id) and the retention purge. A replayed
+    -- event carries the same id and time (the time is stored exactly, in microseconds), so
+    -- inserts stay idempotent by event id with `ON CONFLICT (ts_us, id) DO NOTHING`.
+    PRIMARY KEY (ts_us, id)
 );
 
--- Time-ordered listing and keyset pagination, retention purge.
-CREATE INDEX IF NOT EXISTS audit_events_ts ON audit_events (ts_us, id);
 -- Tenant-scoped listing (the tenant admin view).
 CREATE INDEX IF NOT EXISTS audit_events_tenant_ts ON audit_events (tenant, ts_us, id);
 -- "What did this subject do?"

@@ -1,6 +1,6 @@
 -- mcp-audit schema 1: one row per audit event (SQLite).
 CREATE TABLE IF NOT EXISTS audit_events (
-    id             TEXT    NOT NULL PRIMARY KEY,
+    id             TEXT    NOT NULL,
     ts_us          INTEGER NOT NULL,
     schema_version INTEGER NOT NULL,
     category       TEXT    NOT NULL,
@@ -26,11 +26,13 @@ CREATE TABLE IF NOT EXISTS audit_events (
     chain_stream   TEXT,
     chain_seq      INTEGER,
     prev_hash      TEXT,
-    hash           TEXT
+    hash           TEXT,
+    -- The time index too: keyset pagination on (time, id) and the retention purge. A replayed
+    -- event carries the same id and time (the time is stored exactly, in microseconds), so
+    -- inserts stay idempotent by event id with `ON CONFLICT (ts_us, id) DO NOTHING`.
+    PRIMARY KEY (ts_us, id)
 );
 
--- Time-ordered listing and keyset pagination, retention purge.
-CREATE INDEX IF NOT EXISTS audit_events_ts ON audit_events (ts_us, id);
 -- Tenant-scoped listing (the tenant admin view).
 CREATE INDEX IF NOT EXISTS audit_events_tenant_ts ON audit_events (tenant, ts_us, id);
 -- "What did this subject do?"

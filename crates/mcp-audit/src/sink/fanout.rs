@@ -72,4 +72,14 @@ impl AuditSink for FanOut {
         }
         self.combine(failures)
     }
+
+    /// As many as the strictest sink allows.
+    fn max_in_flight(&self) -> usize {
+        self.sinks
+            .iter()
+            .map(|s| s.max_in_flight())
+            .min()
+            .unwrap_or(1)
+            .max(1)
+    }
 }

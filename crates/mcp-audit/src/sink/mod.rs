@@ -18,7 +18,8 @@ pub use tracing_sink::TracingSink;
 /// Where audit events end up.
 ///
 /// The [`AuditLogger`](crate::AuditLogger) calls `write_batch` one batch at a time, in order
-/// (a call ends before the next one starts; the logger prepares the next batch meanwhile). A
+/// (a call ends before the next one starts, unless the sink allows more
+/// [in flight](Self::max_in_flight); the logger prepares the next batch meanwhile). A
 /// batch that fails is kept in the logger's spool for this sink
 /// and written again later, in order, so a sink may see the same event more than once after
 /// a failure: sinks that can (the SQL store) ignore events whose id they already hold.
@@ -57,6 +58,15 @@ pub trait AuditSink: Send + Sync + std::fmt::Debug + 'static {
     async fn flush(&self) -> Result<(), SinkError> {
         Ok(())
     }
+
+    /// How many batches the logger may have in flight to this sink at once (at least 1; the
+    /// default is 1). With more than one, the next batch's `write_batch` starts before the
+    /// previous one has returned, so batches can complete, fail and be spooled out of order:
+    /// only sinks where the order of writes does not matter (the SQL store, whose queries
+    /// order by time and chain position) should return more than 1.
+    fn max_in_flight(&self) -> usize {
+        1
+    }
 }
 
 #[async_trait]
@@ -71,5 +81,9 @@ impl<S: AuditSink + ?Sized> AuditSink for Arc<S> {
 
     async fn flush(&self) -> Result<(), SinkError> {
         (**self).flush().await
+    }
+
+    fn max_in_flight(&self) -> usize {
+        (**self).max_in_flight()
     }
 }

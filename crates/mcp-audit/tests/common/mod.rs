@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use mcp_audit::{AuditEvent, AuditSink, SinkError};
@@ -42,6 +42,11 @@ pub(crate) struct MemorySink {
     pub(crate) batches: Mutex<Vec<Vec<AuditEvent>>>,
     pub(crate) failing: AtomicBool,
     gate: Semaphore,
+    /// What `max_in_flight` answers.
+    in_flight: usize,
+    /// Writes running now, and the most seen at once.
+    running: AtomicUsize,
+    most_running: AtomicUsize,
 }
 
 impl MemorySink {
@@ -51,7 +56,26 @@ impl MemorySink {
             batches: Mutex::new(Vec::new()),
             failing: AtomicBool::new(false),
             gate: Semaphore::new(Semaphore::MAX_PERMITS),
+            in_flight: 1,
+            running: AtomicUsize::new(0),
+            most_running: AtomicUsize::new(0),
         }
+    }
+
+    /// Lets the logger have `n` writes in flight to this sink.
+    pub(crate) fn allowing_in_flight(mut self, n: usize) -> Self {
+        self.in_flight = n;
+        self
+    }
+
+    /// Writes running now.
+    pub(crate) fn running(&self) -> usize {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    /// The most writes that ran at once.
+    pub(crate) fn most_running(&self) -> usize {
+        self.most_running.load(Ordering::SeqCst)
     }
 
     /// A sink whose writes wait until [`MemorySink::open_gate`] is called.
@@ -88,6 +112,20 @@ impl AuditSink for MemorySink {
     }
 
     async fn write_batch(&self, events: &[AuditEvent]) -> Result<(), SinkError> {
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_running.fetch_max(now, Ordering::SeqCst);
+        let result = self.write(events).await;
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+
+    fn max_in_flight(&self) -> usize {
+        self.in_flight
+    }
+}
+
+impl MemorySink {
+    async fn write(&self, events: &[AuditEvent]) -> Result<(), SinkError> {
         let _permit = self.gate.acquire().await.map_err(SinkError::other)?;
         if self.failing.load(Ordering::SeqCst) {
             return Err(SinkError::other("sink is down"));

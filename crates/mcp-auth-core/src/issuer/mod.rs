@@ -24,6 +24,8 @@
 //! ```
 
 mod key;
+#[cfg(feature = "redis")]
+mod redis_store;
 mod store;
 
 use std::fmt;
@@ -40,6 +42,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 pub use key::{GeneratedKeyAlgorithm, SigningKey};
+#[cfg(feature = "redis")]
+pub use redis_store::RedisRefreshTokenStore;
 pub use store::{
     Exchange, MemoryRefreshTokenStore, MemoryStoreLimits, RefreshFamily, RefreshTokenHash,
     RefreshTokenStore,
@@ -65,6 +69,10 @@ pub const DEFAULT_REFRESH_FAMILY_LIFETIME: Duration = Duration::from_secs(90 * 2
 
 /// Upper bound of every configured lifetime, so expiry arithmetic cannot overflow.
 const MAX_LIFETIME: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
+
+/// Upper bound of the refresh-token reuse grace window: it exists for lost responses and
+/// retries, not to let two holders share a token.
+const MAX_REUSE_GRACE: Duration = Duration::from_secs(5 * 60);
 
 /// Claims the issuer sets itself; [`IssueRequest::claim`] cannot override them.
 pub const RESERVED_CLAIMS: [&str; 11] = [
@@ -245,6 +253,10 @@ pub struct TokenPair {
     pub family_id: String,
     /// The scopes granted, space-joined.
     pub scope: String,
+    /// What the access token says about the caller: the grant of the family, for callers
+    /// that keep state of their own next to a login (keyed by a claim in
+    /// [`IssueRequest::extra`], for example).
+    pub grant: IssueRequest,
 }
 
 impl TokenPair {
@@ -274,6 +286,7 @@ pub struct LocalIssuerBuilder {
     access_token_ttl: Duration,
     refresh_token_ttl: Duration,
     family_lifetime: Duration,
+    reuse_grace: Duration,
     typ: Option<String>,
     clock: Arc<dyn Clock>,
     store: Option<Arc<dyn RefreshTokenStore>>,
@@ -307,6 +320,16 @@ impl LocalIssuerBuilder {
     /// Absolute lifetime of a refresh-token family (one login). Default 90 days.
     pub fn refresh_family_lifetime(mut self, lifetime: Duration) -> Self {
         self.family_lifetime = lifetime;
+        self
+    }
+
+    /// How long the previous refresh token of a family may be presented again after it was
+    /// exchanged, for a client whose refresh response was lost. Default zero: every second
+    /// presentation is a reuse and revokes the family. A retry inside the window rotates
+    /// again and supersedes the token the lost response held; see
+    /// [`RefreshTokenStore::exchange_with_grace`]. At most 5 minutes.
+    pub fn refresh_reuse_grace(mut self, grace: Duration) -> Self {
+        self.reuse_grace = grace;
         self
     }
 
@@ -353,6 +376,11 @@ impl LocalIssuerBuilder {
         if longest > MAX_LIFETIME {
             return Err(IssuerError::Config("a token lifetime exceeds ten years"));
         }
+        if self.reuse_grace > MAX_REUSE_GRACE {
+            return Err(IssuerError::Config(
+                "the refresh-token reuse grace window exceeds five minutes",
+            ));
+        }
         let key = match self.key {
             Some(key) => key,
             None => SigningKey::generate(self.generate)?,
@@ -372,6 +400,7 @@ impl LocalIssuerBuilder {
                 access_token_ttl: self.access_token_ttl,
                 refresh_token_ttl: self.refresh_token_ttl,
                 family_lifetime: self.family_lifetime,
+                reuse_grace: self.reuse_grace,
                 clock: self.clock,
                 store,
             }),
@@ -387,6 +416,7 @@ struct Inner {
     access_token_ttl: Duration,
     refresh_token_ttl: Duration,
     family_lifetime: Duration,
+    reuse_grace: Duration,
     clock: Arc<dyn Clock>,
     store: Arc<dyn RefreshTokenStore>,
 }
@@ -408,6 +438,7 @@ impl fmt::Debug for LocalIssuer {
             .field("key", &self.inner.key)
             .field("access_token_ttl", &self.inner.access_token_ttl)
             .field("refresh_token_ttl", &self.inner.refresh_token_ttl)
+            .field("refresh_reuse_grace", &self.inner.reuse_grace)
             .finish_non_exhaustive()
     }
 }
@@ -445,6 +476,7 @@ impl LocalIssuer {
             access_token_ttl: DEFAULT_ACCESS_TOKEN_TTL,
             refresh_token_ttl: DEFAULT_REFRESH_TOKEN_TTL,
             family_lifetime: DEFAULT_REFRESH_FAMILY_LIFETIME,
+            reuse_grace: Duration::ZERO,
             typ: Some("at+jwt".to_owned()),
             clock: Arc::new(SystemClock),
             store: None,
@@ -582,6 +614,7 @@ impl LocalIssuer {
             refresh_expires_at,
             family_id,
             scope: request.scopes.join(" "),
+            grant: request.clone(),
         })
     }
 
@@ -590,7 +623,8 @@ impl LocalIssuer {
     ///
     /// Presenting a token that was already used revokes its whole family and fails with
     /// [`IssuerError::RefreshTokenReused`]; every other token of the family fails afterwards
-    /// with [`IssuerError::RefreshFamilyRevoked`].
+    /// with [`IssuerError::RefreshFamilyRevoked`]. The one exception is the family's previous
+    /// token inside the [reuse grace window](LocalIssuerBuilder::refresh_reuse_grace).
     pub async fn refresh(&self, refresh_token: &Secret) -> Result<TokenPair, IssuerError> {
         if !is_refresh_token_shaped(refresh_token.expose()) {
             return Err(IssuerError::UnknownRefreshToken);
@@ -600,11 +634,12 @@ impl LocalIssuer {
         let exchange = self
             .inner
             .store
-            .exchange(
+            .exchange_with_grace(
                 RefreshTokenHash::of(refresh_token.expose()),
                 RefreshTokenHash::of(next.expose()),
                 now + self.inner.refresh_token_ttl,
                 now,
+                self.inner.reuse_grace,
             )
             .await
             .map_err(IssuerError::Store)?;
@@ -617,6 +652,7 @@ impl LocalIssuer {
                     refresh_expires_at: expires_at,
                     scope: family.grant.scopes.join(" "),
                     family_id: family.id,
+                    grant: family.grant,
                 })
             }
             Exchange::Reused { family_id } => {

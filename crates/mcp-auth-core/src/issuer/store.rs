@@ -3,7 +3,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
@@ -88,6 +88,10 @@ pub enum Exchange {
 ///
 /// Implementations must make [`RefreshTokenStore::exchange`] atomic: two concurrent
 /// exchanges of the same token must not both succeed (the second one is a reuse).
+///
+/// A store may also support a *reuse grace window* through
+/// [`RefreshTokenStore::exchange_with_grace`]; the default implementation has none and
+/// treats every second presentation as a reuse.
 #[async_trait]
 pub trait RefreshTokenStore: Send + Sync + fmt::Debug {
     /// Starts `family` with its first token `first`, valid until `expires_at`.
@@ -114,6 +118,28 @@ pub trait RefreshTokenStore: Send + Sync + fmt::Debug {
         token: RefreshTokenHash,
         now: SystemTime,
     ) -> Result<bool, BoxError>;
+
+    /// Like [`exchange`](Self::exchange), but the family's *previous* token (the one whose
+    /// exchange produced the active token) may be presented again for `grace` after that
+    /// exchange: a client whose refresh response was lost can retry with the token it
+    /// still holds. Such a retry rotates again: `next` becomes the family's only active
+    /// token and the token it replaces counts as used (presenting it later is a reuse).
+    /// Outside the window, or for any older token, a second presentation is a reuse as in
+    /// `exchange`.
+    ///
+    /// The default implementation ignores `grace` and calls `exchange`: a store without
+    /// grace support is strict, never lenient.
+    async fn exchange_with_grace(
+        &self,
+        presented: RefreshTokenHash,
+        next: RefreshTokenHash,
+        next_expires_at: SystemTime,
+        now: SystemTime,
+        grace: Duration,
+    ) -> Result<Exchange, BoxError> {
+        let _ = grace;
+        self.exchange(presented, next, next_expires_at, now).await
+    }
 }
 
 /// Bounds of a [`MemoryRefreshTokenStore`].
@@ -146,6 +172,9 @@ struct FamilyState {
     revoked: bool,
     /// The family's remembered tokens, oldest first; the last one is the active one.
     tokens: VecDeque<RefreshTokenHash>,
+    /// The token whose exchange produced the active token, and when that exchange happened:
+    /// the only token a grace window applies to.
+    previous: Option<(RefreshTokenHash, SystemTime)>,
 }
 
 #[derive(Debug)]
@@ -306,6 +335,7 @@ impl RefreshTokenStore for MemoryRefreshTokenStore {
                 family,
                 revoked: false,
                 tokens: VecDeque::from([first]),
+                previous: None,
             },
         );
         Ok(())
@@ -317,6 +347,18 @@ impl RefreshTokenStore for MemoryRefreshTokenStore {
         next: RefreshTokenHash,
         next_expires_at: SystemTime,
         now: SystemTime,
+    ) -> Result<Exchange, BoxError> {
+        self.exchange_with_grace(presented, next, next_expires_at, now, Duration::ZERO)
+            .await
+    }
+
+    async fn exchange_with_grace(
+        &self,
+        presented: RefreshTokenHash,
+        next: RefreshTokenHash,
+        next_expires_at: SystemTime,
+        now: SystemTime,
+        grace: Duration,
     ) -> Result<Exchange, BoxError> {
         let mut inner = self.inner();
         inner.tick(now, &self.limits);
@@ -332,7 +374,19 @@ impl RefreshTokenStore for MemoryRefreshTokenStore {
         if state.revoked {
             return Ok(Exchange::Revoked { family_id });
         }
-        if used {
+        // The active token is the last one; a used token is a retry inside the grace window
+        // only if there is a window, it is the previous token and the window since its
+        // exchange is still open. Without a window no retry is allowed: a concurrent exchange
+        // that read the clock before the winner would otherwise look "inside" a zero window.
+        let retry = used
+            && !grace.is_zero()
+            && state.previous.is_some_and(|(previous, exchanged_at)| {
+                previous == presented
+                    && exchanged_at
+                        .checked_add(grace)
+                        .is_some_and(|window_end| now < window_end)
+            });
+        if used && !retry {
             state.revoked = true;
             return Ok(Exchange::Reused { family_id });
         }
@@ -341,13 +395,22 @@ impl RefreshTokenStore for MemoryRefreshTokenStore {
         }
         let expires_at = next_expires_at.min(state.family.expires_at);
         let family = state.family.clone();
+        // On a retry the active token is superseded: it stays remembered as used, so a later
+        // presentation of it revokes the family. The previous token and the start of its
+        // window stay as they were, so retries never extend the window.
+        let superseded = if retry {
+            state.tokens.back().copied()
+        } else {
+            state.previous = Some((presented, now));
+            Some(presented)
+        };
         state.tokens.push_back(next);
         let forgotten = if state.tokens.len() > self.limits.max_tokens_per_family {
             state.tokens.pop_front()
         } else {
             None
         };
-        if let Some(token) = inner.tokens.get_mut(&presented) {
+        if let Some(token) = superseded.and_then(|hash| inner.tokens.get_mut(&hash)) {
             token.used = true;
         }
         if let Some(old) = forgotten {
@@ -361,6 +424,12 @@ impl RefreshTokenStore for MemoryRefreshTokenStore {
                 used: false,
             },
         );
+        if retry {
+            tracing::debug!(
+                family_id = %family.id,
+                "previous refresh token presented again inside the grace window; rotated again"
+            );
+        }
         Ok(Exchange::Rotated { family, expires_at })
     }
 
@@ -460,6 +529,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn without_grace_a_concurrent_exchange_with_an_earlier_clock_is_reuse() {
+        // Two refreshes of one token read the clock at 10 and 9; the one stamped 10 wins the
+        // store first. The loser must not pass as a retry inside a zero-length window.
+        let store = MemoryRefreshTokenStore::new();
+        start(&store, family("f", 0, 1000), "a", 100, 0).await;
+        let out = exchange(&store, "a", "b", 200, 10).await;
+        assert!(matches!(out, Exchange::Rotated { .. }));
+        let out = exchange(&store, "a", "c", 200, 9).await;
+        assert_eq!(
+            out,
+            Exchange::Reused {
+                family_id: "f".into()
+            }
+        );
+    }
+
+    #[tokio::test]
     async fn expiry_of_token_and_family() {
         let store = MemoryRefreshTokenStore::new();
         start(&store, family("f", 0, 150), "a", 100, 0).await;
@@ -505,6 +591,108 @@ mod tests {
         // ...while a remembered one does.
         let out = exchange(&store, &current, "z", 900, 13).await;
         assert!(matches!(out, Exchange::Reused { .. }));
+    }
+
+    /// Exchanges `presented` for `next` at `now` s with a grace window of `grace` s.
+    async fn exchange_grace(
+        store: &MemoryRefreshTokenStore,
+        presented: &str,
+        next: &str,
+        now: u64,
+        grace: u64,
+    ) -> Exchange {
+        store
+            .exchange_with_grace(
+                h(presented),
+                h(next),
+                at(900),
+                at(now),
+                Duration::from_secs(grace),
+            )
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn previous_token_may_retry_inside_the_grace_window_only() {
+        let store = MemoryRefreshTokenStore::new();
+        start(&store, family("f", 0, 1000), "a", 900, 0).await;
+        assert!(matches!(
+            exchange_grace(&store, "a", "b", 10, 30).await,
+            Exchange::Rotated { .. }
+        ));
+        // The response holding "b" was lost: "a" again inside the window rotates to "c"...
+        assert!(matches!(
+            exchange_grace(&store, "a", "c", 20, 30).await,
+            Exchange::Rotated { .. }
+        ));
+        // ...and "b" is superseded: presenting it now is a reuse.
+        let out = exchange_grace(&store, "b", "d", 21, 30).await;
+        assert_eq!(
+            out,
+            Exchange::Reused {
+                family_id: "f".into()
+            }
+        );
+        assert!(matches!(
+            exchange_grace(&store, "c", "e", 22, 30).await,
+            Exchange::Revoked { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn grace_window_is_not_extended_by_retries_and_older_tokens_get_none() {
+        let store = MemoryRefreshTokenStore::new();
+        start(&store, family("f", 0, 1000), "a", 900, 0).await;
+        assert!(matches!(
+            exchange_grace(&store, "a", "b", 10, 30).await,
+            Exchange::Rotated { .. }
+        ));
+        assert!(matches!(
+            exchange_grace(&store, "a", "c", 39, 30).await,
+            Exchange::Rotated { .. }
+        ));
+        // The window opened at 10 s and closes at 40 s, retries or not.
+        let out = exchange_grace(&store, "a", "d", 40, 30).await;
+        assert!(matches!(out, Exchange::Reused { .. }));
+
+        let store = MemoryRefreshTokenStore::new();
+        start(&store, family("g", 0, 1000), "a", 900, 0).await;
+        for (presented, next, now) in [("a", "b", 10), ("b", "c", 11)] {
+            assert!(matches!(
+                exchange_grace(&store, presented, next, now, 30).await,
+                Exchange::Rotated { .. }
+            ));
+        }
+        // "a" is two exchanges back: not the previous token, so a reuse.
+        let out = exchange_grace(&store, "a", "d", 12, 30).await;
+        assert!(matches!(out, Exchange::Reused { .. }));
+    }
+
+    #[tokio::test]
+    async fn zero_grace_is_strict_and_expiry_still_applies_to_a_retry() {
+        let store = MemoryRefreshTokenStore::new();
+        start(&store, family("f", 0, 1000), "a", 900, 0).await;
+        assert!(matches!(
+            exchange_grace(&store, "a", "b", 10, 0).await,
+            Exchange::Rotated { .. }
+        ));
+        assert!(matches!(
+            exchange_grace(&store, "a", "c", 10, 0).await,
+            Exchange::Reused { .. }
+        ));
+
+        let store = MemoryRefreshTokenStore::new();
+        start(&store, family("g", 0, 1000), "a", 15, 0).await;
+        assert!(matches!(
+            exchange_grace(&store, "a", "b", 10, 30).await,
+            Exchange::Rotated { .. }
+        ));
+        // Inside the window but past the presented token's own expiry.
+        assert_eq!(
+            exchange_grace(&store, "a", "c", 16, 30).await,
+            Exchange::Expired
+        );
     }
 
     #[tokio::test]

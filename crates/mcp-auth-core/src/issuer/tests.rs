@@ -202,6 +202,46 @@ async fn reuse_revokes_the_whole_family() {
 }
 
 #[tokio::test]
+async fn previous_refresh_token_retries_inside_the_grace_window() {
+    let clock = TestClock::at(1_735_689_600);
+    let issuer = LocalIssuer::builder(ISS, AUD)
+        .clock(clock.clone())
+        .refresh_reuse_grace(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let login = issuer.issue_with_refresh(&alice()).await.unwrap();
+    let lost = issuer.refresh(&login.refresh_token).await.unwrap();
+    clock.advance(Duration::from_secs(10));
+    // The client never saw `lost` and retries with the token it holds.
+    let retried = issuer.refresh(&login.refresh_token).await.unwrap();
+    assert_eq!(retried.family_id, login.family_id);
+    assert_eq!(retried.grant, alice());
+    assert_ne!(retried.refresh_token, lost.refresh_token);
+    // Only the newest token is active; the superseded one is a reuse.
+    let err = issuer.refresh(&lost.refresh_token).await.unwrap_err();
+    assert!(matches!(err, IssuerError::RefreshTokenReused));
+    assert!(matches!(
+        issuer.refresh(&retried.refresh_token).await.unwrap_err(),
+        IssuerError::RefreshFamilyRevoked
+    ));
+
+    // Past the window the previous token is an ordinary reuse.
+    let login = issuer.issue_with_refresh(&alice()).await.unwrap();
+    let next = issuer.refresh(&login.refresh_token).await.unwrap();
+    clock.advance(Duration::from_secs(30));
+    let err = issuer.refresh(&login.refresh_token).await.unwrap_err();
+    assert!(matches!(err, IssuerError::RefreshTokenReused));
+    assert!(issuer.refresh(&next.refresh_token).await.is_err());
+
+    assert!(
+        LocalIssuer::builder(ISS, AUD)
+            .refresh_reuse_grace(Duration::from_secs(301))
+            .build()
+            .is_err()
+    );
+}
+
+#[tokio::test]
 async fn refresh_tokens_expire_with_the_clock() {
     let clock = TestClock::at(1_735_689_600);
     let issuer = LocalIssuer::builder(ISS, AUD)

@@ -17,6 +17,6 @@ pub use jsonwebtoken::Algorithm;
 pub use jsonwebtoken::jwk::{Jwk, JwkSet};
 pub use keys::{JwtConfigError, KeyKind, KeyResolver, KeySet, VerifyingKey};
 pub use validator::{
-    DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_SIZE, JwtValidator, JwtValidatorBuilder, ParsedToken,
-    VerifiedToken,
+    DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_SIZE, IssuerPolicy, JwtValidator, JwtValidatorBuilder,
+    ParsedToken, VerifiedToken,
 };

@@ -34,6 +34,51 @@ const DEFAULT_ALGORITHMS: [Algorithm; 9] = [
     Algorithm::EdDSA,
 ];
 
+/// Decides on a token's `iss` when the accepted issuers cannot be listed up front, such as
+/// the per-tenant issuers of a multi-tenant identity provider (Entra ID's
+/// `https://login.microsoftonline.com/{tid}/v2.0`).
+///
+/// Set with [`JwtValidatorBuilder::issuer_policy`]. The validator consults it only for an
+/// `iss` that is not one of the fixed [`JwtValidatorBuilder::issuer`]s, after the signature
+/// and the time checks passed and before the audience check, with the token's claims.
+///
+/// ```
+/// use std::sync::Arc;
+/// use mcp_auth_core::TokenRejection;
+/// use mcp_auth_core::jwt::{IssuerPolicy, JwtValidator};
+/// use serde_json::{Map, Value};
+///
+/// /// `iss` must be `https://idp.example/{tid}` for the token's own `tid`, one of two tenants.
+/// #[derive(Debug)]
+/// struct PerTenant;
+///
+/// impl IssuerPolicy for PerTenant {
+///     fn check(&self, issuer: &str, claims: &Map<String, Value>) -> Result<(), TokenRejection> {
+///         let tid = claims.get("tid").and_then(Value::as_str);
+///         let tid = tid.ok_or(TokenRejection::WrongIssuer)?;
+///         if issuer != format!("https://idp.example/{tid}") {
+///             return Err(TokenRejection::WrongIssuer);
+///         }
+///         match tid {
+///             "t1" | "t2" => Ok(()),
+///             _ => Err(TokenRejection::TenantNotAllowed),
+///         }
+///     }
+/// }
+///
+/// let validator = JwtValidator::builder()
+///     .issuer_policy(Arc::new(PerTenant))
+///     .audience("api")
+///     .build()
+///     .unwrap();
+/// # let _ = validator;
+/// ```
+pub trait IssuerPolicy: Send + Sync + fmt::Debug {
+    /// Accepts `issuer` (the token's `iss`) given the token's `claims`, or says why not
+    /// (usually [`TokenRejection::WrongIssuer`] or [`TokenRejection::TenantNotAllowed`]).
+    fn check(&self, issuer: &str, claims: &Map<String, Value>) -> Result<(), TokenRejection>;
+}
+
 /// Checks compact JWS tokens: size, structure, header, signature and registered claims.
 ///
 /// Secure by default: `exp`, `iss` and `aud` are required, `nbf` and `iat` are honoured with
@@ -55,6 +100,7 @@ const DEFAULT_ALGORITHMS: [Algorithm; 9] = [
 #[derive(Clone)]
 pub struct JwtValidator {
     issuers: Vec<String>,
+    issuer_policy: Option<Arc<dyn IssuerPolicy>>,
     audiences: Vec<String>,
     algorithms: Vec<Algorithm>,
     leeway: u64,
@@ -69,6 +115,7 @@ impl fmt::Debug for JwtValidator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JwtValidator")
             .field("issuers", &self.issuers)
+            .field("issuer_policy", &self.issuer_policy)
             .field("audiences", &self.audiences)
             .field("algorithms", &self.algorithms)
             .field("leeway", &self.leeway)
@@ -83,6 +130,7 @@ impl fmt::Debug for JwtValidator {
 #[derive(Debug)]
 pub struct JwtValidatorBuilder {
     issuers: Vec<String>,
+    issuer_policy: Option<Arc<dyn IssuerPolicy>>,
     audiences: Vec<String>,
     algorithms: Vec<Algorithm>,
     leeway: Duration,
@@ -107,6 +155,13 @@ impl JwtValidatorBuilder {
         S: Into<String>,
     {
         self.issuers.extend(issuers.into_iter().map(Into::into));
+        self
+    }
+
+    /// Decides on every `iss` that is not one of the fixed issuers (see [`IssuerPolicy`]).
+    /// With a policy, the fixed issuers may be left empty.
+    pub fn issuer_policy(mut self, policy: Arc<dyn IssuerPolicy>) -> Self {
+        self.issuer_policy = Some(policy);
         self
     }
 
@@ -178,9 +233,11 @@ impl JwtValidatorBuilder {
 
     /// Checks the configuration and builds the validator.
     pub fn build(self) -> Result<JwtValidator, JwtConfigError> {
-        if self.issuers.is_empty() || self.issuers.iter().any(String::is_empty) {
+        if (self.issuers.is_empty() && self.issuer_policy.is_none())
+            || self.issuers.iter().any(String::is_empty)
+        {
             return Err(JwtConfigError::Invalid(
-                "at least one non-empty issuer is required",
+                "at least one non-empty issuer (or an issuer policy) is required",
             ));
         }
         if self.audiences.is_empty() || self.audiences.iter().any(String::is_empty) {
@@ -211,6 +268,7 @@ impl JwtValidatorBuilder {
         };
         Ok(JwtValidator {
             issuers: self.issuers,
+            issuer_policy: self.issuer_policy,
             audiences: self.audiences,
             algorithms: self.algorithms,
             leeway: self.leeway.as_secs(),
@@ -340,10 +398,12 @@ fn to_u64(secs: i64) -> u64 {
 }
 
 impl JwtValidator {
-    /// Starts a builder; [`JwtValidatorBuilder::build`] needs at least one issuer and audience.
+    /// Starts a builder; [`JwtValidatorBuilder::build`] needs at least one issuer (or an
+    /// [`IssuerPolicy`]) and one audience.
     pub fn builder() -> JwtValidatorBuilder {
         JwtValidatorBuilder {
             issuers: Vec::new(),
+            issuer_policy: None,
             audiences: Vec::new(),
             algorithms: DEFAULT_ALGORITHMS.to_vec(),
             leeway: DEFAULT_LEEWAY,
@@ -489,7 +549,10 @@ impl JwtValidator {
             _ => return Err(TokenRejection::MissingClaim("iss")),
         };
         if !self.issuers.iter().any(|accepted| accepted == issuer) {
-            return Err(TokenRejection::WrongIssuer);
+            match &self.issuer_policy {
+                Some(policy) => policy.check(issuer, &claims)?,
+                None => return Err(TokenRejection::WrongIssuer),
+            }
         }
         let audience_ok = match claims.get("aud") {
             Some(Value::String(aud)) => self.audiences.contains(aud),
@@ -834,6 +897,81 @@ pub(crate) mod tests {
             v.validate(&typed(Some("at+jwt"), &no_iat), &keys)
                 .unwrap_err(),
             TokenRejection::MissingClaim("iat")
+        );
+    }
+
+    /// Accepts `https://{tid}.issuer.test` for tenants `t1` and `t2`, and counts its calls.
+    #[derive(Debug, Default)]
+    struct PerTenant(std::sync::atomic::AtomicUsize);
+
+    impl IssuerPolicy for PerTenant {
+        fn check(&self, issuer: &str, claims: &Map<String, Value>) -> Result<(), TokenRejection> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let tid = claims
+                .get("tid")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if issuer != format!("https://{tid}.issuer.test") {
+                return Err(TokenRejection::WrongIssuer);
+            }
+            if matches!(tid, "t1" | "t2") {
+                Ok(())
+            } else {
+                Err(TokenRejection::TenantNotAllowed)
+            }
+        }
+    }
+
+    #[test]
+    fn issuer_policy_decides_unlisted_issuers() {
+        let policy = Arc::new(PerTenant::default());
+        let v = JwtValidator::builder()
+            .issuer(ISS)
+            .issuer_policy(policy.clone())
+            .audience(AUD)
+            .clock(clock())
+            .build()
+            .unwrap();
+        let keys = rsa_keys();
+        // A listed issuer never reaches the policy.
+        assert!(v.validate(&with_claims(json!({})), &keys).is_ok());
+        assert_eq!(policy.0.load(std::sync::atomic::Ordering::Relaxed), 0);
+        let token = |iss: &str, tid: &str| with_claims(json!({"iss": iss, "tid": tid}));
+        assert!(
+            v.validate(&token("https://t1.issuer.test", "t1"), &keys)
+                .is_ok()
+        );
+        assert_eq!(
+            v.validate(&token("https://t1.issuer.test", "t2"), &keys)
+                .unwrap_err(),
+            TokenRejection::WrongIssuer
+        );
+        assert_eq!(
+            v.validate(&token("https://t3.issuer.test", "t3"), &keys)
+                .unwrap_err(),
+            TokenRejection::TenantNotAllowed
+        );
+        assert_eq!(policy.0.load(std::sync::atomic::Ordering::Relaxed), 3);
+        // The audience is still checked after the policy accepted the issuer.
+        let wrong_aud =
+            with_claims(json!({"iss": "https://t1.issuer.test", "tid": "t1", "aud": "other"}));
+        assert_eq!(
+            v.validate(&wrong_aud, &keys).unwrap_err(),
+            TokenRejection::WrongAudience
+        );
+        // A policy alone is enough configuration.
+        let only_policy = JwtValidator::builder()
+            .issuer_policy(policy)
+            .audience(AUD)
+            .clock(clock())
+            .build()
+            .unwrap();
+        assert!(format!("{only_policy:?}").contains("PerTenant"));
+        assert_eq!(
+            only_policy
+                .validate(&with_claims(json!({})), &keys)
+                .unwrap_err(),
+            TokenRejection::WrongIssuer
         );
     }
 

@@ -1,7 +1,8 @@
 //! The admin API under `/api/v1/admin/` and `/health/security`: each endpoint authenticates
-//! like `/mcp`, asks the policy about an `admin:<area>.<verb>` action in the tenant it acts
-//! on (`*` for gateway-wide actions, which only `cross_tenant` rules allow), and audits the
-//! call.
+//! like `/mcp` ([`Admin`]), asks the policy about an `admin:<area>.<verb>` action in the
+//! tenant it acts on (`*` for gateway-wide actions, which only `cross_tenant` rules allow;
+//! [`Admin::authorize`]), and audits the answer ([`AdminCall::answer`]). Every refusal
+//! after authentication, malformed queries and bodies included, is a [`Problem`].
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -9,25 +10,30 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use axum::Json;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::response::Response;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Json, Path, Query, Request};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::StatusCode;
 use http::header::{CONTENT_DISPOSITION, CONTENT_TYPE, USER_AGENT};
-use mcp_audit::{
-    AuditEvent, AuditFilter, AuditStore, Category, ExportFormat, Order, OutcomeStatus, PageRequest,
-    Scope, Severity, Timestamp,
-};
+use http::request::Parts;
+use mcp_audit::{AuditEvent, AuditStore, Category, OutcomeStatus, Severity};
+use mcp_auth_core::api_key::ApiKeyManager;
 use mcp_auth_core::{Principal, RevocationStore};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt as _;
 
 use super::{App, Core, GLOBAL_TENANT};
-use crate::config::Config;
+use crate::audit_query::{self, AuditParams};
+use crate::config::{Config, PoolClass};
+use crate::pools::AuditStores;
+
+mod analytics;
+mod keys;
+mod upstreams;
 
 /// The admin routes (merged into the guarded router).
 pub(super) fn router() -> Router<App> {
@@ -46,10 +52,17 @@ pub(super) fn router() -> Router<App> {
             get(token_refresh_status),
         )
         .route(
+            "/api/v1/admin/connection-pool-status",
+            get(connection_pool_status),
+        )
+        .route(
             "/api/v1/admin/tenant-fairness/{tenant}",
             get(tenant_fairness),
         )
         .route("/health/security", get(health_security))
+        .merge(keys::router())
+        .merge(analytics::router())
+        .merge(upstreams::router())
 }
 
 /// Failed authentications per minute over the last hour: 60 slots, each tagged with the
@@ -106,8 +119,11 @@ pub(super) struct AdminState {
     /// The configuration the policy is rebuilt from on reload.
     config: Config,
     revocation: Arc<dyn RevocationStore>,
-    audit_store: Option<AuditStore>,
+    /// The audit stores of the `read` and `analytics` classes, when the sink is SQL.
+    audit_stores: Option<AuditStores>,
     issuer: String,
+    /// `[auth.api_keys]`: the keys managed under `/api/v1/admin/api-keys`.
+    api_keys: Option<ApiKeyManager>,
     pub(super) auth_failures: FailureWindow,
 }
 
@@ -115,108 +131,288 @@ impl AdminState {
     pub(super) fn new(
         config: &Config,
         revocation: Arc<dyn RevocationStore>,
-        audit_store: Option<AuditStore>,
+        audit_stores: Option<AuditStores>,
         issuer: String,
+        api_keys: Option<ApiKeyManager>,
     ) -> Self {
         Self {
             config: config.clone(),
             revocation,
-            audit_store,
+            audit_stores,
             issuer,
+            api_keys,
             auth_failures: FailureWindow::new(),
         }
     }
 }
 
-/// An authorized admin call, audited when it is answered.
-struct AdminCall {
+/// The caller of an admin endpoint: authenticated like `/mcp` (401 with the challenge,
+/// failures feed the lockout), not yet authorized.
+pub(super) struct Admin {
+    core: Arc<Core>,
     principal: Principal,
     ip: IpAddr,
     start: Instant,
-    action: &'static str,
-    tenant: String,
 }
 
-fn json_status(status: StatusCode, body: &Value) -> Response {
-    super::json_response(status, body.to_string().into_bytes())
+impl FromRequestParts<App> for Admin {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Response> {
+        let start = Instant::now();
+        let ConnectInfo(peer) = ConnectInfo::<SocketAddr>::from_request_parts(parts, app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let core = Arc::clone(&app.core);
+        let ip = core.ip_resolver.resolve(peer.ip(), &parts.headers);
+        let user_agent = parts.headers.get(USER_AGENT).and_then(|v| v.to_str().ok());
+        let principal = core.authenticate(parts, ip, user_agent, start).await?;
+        Ok(Self {
+            core,
+            principal,
+            ip,
+            start,
+        })
+    }
 }
 
-fn error(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Response {
-    json_status(
-        status,
-        &json!({ "error": code, "message": message.to_string() }),
-    )
-}
-
-impl Core {
-    /// Authenticates the caller and asks the policy whether it may perform `action` in
-    /// `tenant` (the caller's own when `None`); the refusal (401, 403) otherwise.
-    async fn admin(
-        &self,
-        parts: &http::request::Parts,
-        peer: SocketAddr,
+impl Admin {
+    /// Asks the policy whether the caller may perform `action` in `tenant` (its own tenant
+    /// when `None`, `*` without one): the call to answer, or the 403 refusing it (audited).
+    pub(super) fn authorize(
+        self,
         action: &'static str,
         tenant: Option<&str>,
-    ) -> Result<AdminCall, Response> {
-        let start = Instant::now();
-        let ip = self.ip_resolver.resolve(peer.ip(), &parts.headers);
-        let user_agent = parts.headers.get(USER_AGENT).and_then(|v| v.to_str().ok());
-        let principal = self.authenticate(parts, ip, user_agent, start).await?;
+    ) -> Result<AdminCall, Problem> {
         let tenant = tenant
-            .or(principal.tenant())
+            .or(self.principal.tenant())
             .unwrap_or(GLOBAL_TENANT)
             .to_owned();
-        let policy = self.policy.load();
+        let policy = self.core.policy.load();
         let decision = policy.decide(
-            &principal,
+            &self.principal,
             &mcp_rbac::Request::new(action, "").tenant(&tenant),
         );
         if decision.is_allowed() {
             return Ok(AdminCall {
-                principal,
-                ip,
-                start,
+                admin: self,
                 action,
                 tenant,
             });
         }
         let mut event = AuditEvent::new(Category::Authorization)
             .severity(Severity::Warning)
-            .subject(principal.subject())
+            .subject(self.principal.subject())
             .method(action)
-            .client_ip(ip)
+            .client_ip(self.ip)
             .decision(mcp_audit::Decision::Deny, decision.to_string())
-            .outcome(OutcomeStatus::Failure, Some(403), Some(start.elapsed()));
-        if let Some(home) = principal.tenant() {
+            .outcome(
+                OutcomeStatus::Failure,
+                Some(403),
+                Some(self.start.elapsed()),
+            );
+        if let Some(home) = self.principal.tenant() {
             event = event.tenant(home);
         }
-        self.audit(event);
-        Err(json_status(
-            StatusCode::FORBIDDEN,
-            &json!({ "error": "forbidden", "action": action, "tenant": tenant }),
-        ))
+        self.core.audit(event);
+        Err(Problem {
+            status: StatusCode::FORBIDDEN,
+            body: json!({ "error": "forbidden", "action": action, "tenant": tenant }),
+        })
+    }
+}
+
+/// An authorized admin call: `action` in `tenant`.
+pub(super) struct AdminCall {
+    admin: Admin,
+    action: &'static str,
+    tenant: String,
+}
+
+impl AdminCall {
+    fn core(&self) -> &Core {
+        &self.admin.core
     }
 
-    /// Audits an answered admin call.
-    fn admin_done(&self, call: &AdminCall, status: StatusCode, detail: &str) {
+    fn principal(&self) -> &Principal {
+        &self.admin.principal
+    }
+
+    /// Audits the answer (success or refusal alike) and returns it.
+    pub(super) fn answer(self, result: Result<Response, Problem>) -> Response {
+        self.answer_with(result, "")
+    }
+
+    /// Like [`AdminCall::answer`], with `detail` appended to the audited reason.
+    pub(super) fn answer_with(self, result: Result<Response, Problem>, detail: &str) -> Response {
+        let response = result.unwrap_or_else(IntoResponse::into_response);
+        let admin = &self.admin;
+        let status = response.status();
         let mut event = AuditEvent::new(Category::Admin)
-            .subject(call.principal.subject())
-            .method(call.action)
-            .client_ip(call.ip)
+            .subject(admin.principal.subject())
+            .auth_method(crate::auth::method_name(&admin.principal))
+            .method(self.action)
+            .client_ip(admin.ip)
             .decision(
                 mcp_audit::Decision::Allow,
-                format!("{} in tenant `{}`{detail}", call.action, call.tenant),
+                format!("{} in tenant `{}`{detail}", self.action, self.tenant),
             )
             .outcome(
                 super::outcome_of(status),
                 Some(i64::from(status.as_u16())),
-                Some(call.start.elapsed()),
+                Some(admin.start.elapsed()),
             );
-        if let Some(home) = call.principal.tenant() {
+        if let Some(home) = admin.principal.tenant() {
             event = event.tenant(home);
         }
-        self.audit(event);
+        admin.core.audit(event);
+        response
     }
+}
+
+/// The query string of an admin endpoint; an unknown or malformed parameter is 400.
+pub(super) struct Params<T>(T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<App> for Params<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Problem> {
+        Query::<T>::from_request_parts(parts, app)
+            .await
+            .map(|Query(params)| Self(params))
+            .map_err(|rejection| invalid_request(rejection.body_text()))
+    }
+}
+
+/// Query parameters that name the tenant a call acts in (`?tenant=`).
+pub(super) trait InTenant {
+    /// The tenant named, if any.
+    fn tenant(&self) -> Option<&str>;
+}
+
+macro_rules! in_tenant {
+    ($($params:ty),*) => {$(
+        impl $crate::gateway::admin::InTenant for $params {
+            fn tenant(&self) -> Option<&str> {
+                self.tenant.as_deref()
+            }
+        }
+    )*};
+}
+
+use in_tenant;
+
+in_tenant!(AuditParams, TenantParam);
+
+/// An admin caller with the query of its call: authenticated, not yet authorized.
+pub(super) struct Scoped<T> {
+    admin: Admin,
+    params: T,
+}
+
+impl<T: DeserializeOwned + Send> FromRequestParts<App> for Scoped<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Response> {
+        let admin = Admin::from_request_parts(parts, app).await?;
+        let Params(params) = Params::from_request_parts(parts, app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Self { admin, params })
+    }
+}
+
+impl<T: InTenant> Scoped<T> {
+    /// [`Admin::authorize`] in the tenant the query names (the caller's when it names none):
+    /// the call and its query.
+    pub(super) fn authorize(self, action: &'static str) -> Result<(AdminCall, T), Problem> {
+        let Self { admin, params } = self;
+        let call = admin.authorize(action, params.tenant())?;
+        Ok((call, params))
+    }
+}
+
+/// The JSON body of an admin endpoint; a missing or malformed one is 400.
+pub(super) struct Payload<T>(T);
+
+impl<T: DeserializeOwned + Send> FromRequest<App> for Payload<T> {
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, app: &App) -> Result<Self, Problem> {
+        Json::<T>::from_request(request, app)
+            .await
+            .map(|Json(body)| Self(body))
+            .map_err(|rejection| invalid_request(rejection.body_text()))
+    }
+}
+
+fn json_status(status: StatusCode, body: &Value) -> Response {
+    super::json_response(status, body.to_string().into_bytes())
+}
+
+/// 200 with `body`.
+fn ok(body: &Value) -> Response {
+    json_status(StatusCode::OK, body)
+}
+
+/// An admin call's error answer: a status and a JSON body naming the error.
+pub(super) struct Problem {
+    status: StatusCode,
+    body: Value,
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        json_status(self.status, &self.body)
+    }
+}
+
+/// `{"error": code, "message": message}` with `status`.
+fn error(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Problem {
+    Problem {
+        status,
+        body: json!({ "error": code, "message": message.to_string() }),
+    }
+}
+
+/// 400 `invalid_request`.
+fn invalid_request(message: impl std::fmt::Display) -> Problem {
+    error(StatusCode::BAD_REQUEST, "invalid_request", message)
+}
+
+/// 503 for a failed store, whose error goes to the log only.
+fn unavailable(what: &str, failure: &dyn std::fmt::Display) -> Problem {
+    tracing::error!(error = %failure, "{what} failed");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        format!("{what} failed"),
+    )
+}
+
+/// `part`, or 404 `code` saying why it is not there.
+fn configured<'a, T>(part: Option<&'a T>, code: &str, why: &str) -> Result<&'a T, Problem> {
+    part.ok_or_else(|| error(StatusCode::NOT_FOUND, code, why))
+}
+
+/// The audit stores, or 404 when the sink is not SQL.
+fn audit_stores(core: &Core) -> Result<&AuditStores, Problem> {
+    configured(
+        core.admin.audit_stores.as_ref(),
+        "not_queryable",
+        "the audit sink is not SQLite or PostgreSQL (or audit is off)",
+    )
+}
+
+/// The audit store of queries (class `read`), or 404 when the sink is not SQL.
+fn audit_store(core: &Core) -> Result<&AuditStore, Problem> {
+    audit_stores(core).map(|s| &s.read)
+}
+
+/// The audit store of exports and analytics (class `analytics`), or 404 when the sink is
+/// not SQL.
+fn analytics_store(core: &Core) -> Result<&AuditStore, Problem> {
+    audit_stores(core).map(|s| &s.analytics)
 }
 
 /// `POST /api/v1/admin/tokens/revoke` body: a token id (with the token's `exp`), or a
@@ -232,28 +428,10 @@ struct RevokeBody {
 
 /// Revocation is gateway-wide (token ids and subjects are not partitioned by tenant), so it
 /// is an `admin:tokens.revoke` action in tenant `*`.
-async fn revoke(
-    State(app): State<App>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    parts: http::request::Parts,
-    body: Result<Json<RevokeBody>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let core = &app.core;
-    let call = match core
-        .admin(&parts, peer, "admin:tokens.revoke", Some(GLOBAL_TENANT))
-        .await
-    {
-        Ok(call) => call,
-        Err(response) => return response,
-    };
-    let Ok(Json(body)) = body else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "expected {\"jti\", \"expires_at\"?} or {\"subject\"}",
-        );
-    };
+async fn revoke(admin: Admin, Payload(body): Payload<RevokeBody>) -> Result<Response, Problem> {
+    let call = admin.authorize("admin:tokens.revoke", Some(GLOBAL_TENANT))?;
     let now = SystemTime::now();
+    let core = call.core();
     let horizon = now + Duration::from_secs(core.admin.config.auth.max_token_lifetime_secs);
     let store = &core.admin.revocation;
     let (result, what) = match (&body.jti, &body.subject) {
@@ -271,237 +449,77 @@ async fn revoke(
             format!("subject `{subject}`"),
         ),
         _ => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
+            return Ok(call.answer(Err(invalid_request(
                 "name exactly one of `jti` (with optional `expires_at`) and `subject`",
-            );
+            ))));
         }
     };
-    let response = match result {
-        Ok(()) => json_status(StatusCode::OK, &json!({ "revoked": what })),
-        Err(e) => {
-            tracing::error!(error = %e, "revocation failed");
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "revocation store failed",
-            )
-        }
-    };
-    core.admin_done(&call, response.status(), &format!(": revoke {what}"));
-    response
+    let result = result
+        .map(|()| ok(&json!({ "revoked": what })))
+        .map_err(|e| unavailable("revocation store", &e));
+    Ok(call.answer_with(result, &format!(": revoke {what}")))
 }
 
 /// `POST /api/v1/admin/policy/reload`: rebuilds the policy from the configuration (the
 /// policy file is read again); a broken file leaves the current policy in force.
-async fn reload_policy(
-    State(app): State<App>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    parts: http::request::Parts,
-) -> Response {
-    let core = &app.core;
-    let call = match core
-        .admin(&parts, peer, "admin:policy.reload", Some(GLOBAL_TENANT))
-        .await
-    {
-        Ok(call) => call,
-        Err(response) => return response,
-    };
-    let response = match crate::build_policy(&core.admin.config) {
+async fn reload_policy(admin: Admin) -> Result<Response, Problem> {
+    let call = admin.authorize("admin:policy.reload", Some(GLOBAL_TENANT))?;
+    let core = call.core();
+    let result = match crate::build_policy(&core.admin.config) {
         Ok(policy) => {
             let roles = policy.role_names().count();
             let rules = policy.rules().len();
             core.policy.replace(policy);
-            json_status(
-                StatusCode::OK,
-                &json!({
-                    "generation": core.policy.generation(),
-                    "roles": roles,
-                    "rules": rules,
-                }),
-            )
+            Ok(ok(&json!({
+                "generation": core.policy.generation(),
+                "roles": roles,
+                "rules": rules,
+            })))
         }
         // The error names the file, line and key: it is for the operator who asked.
-        Err(e) => error(
+        Err(e) => Err(error(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_policy",
             format!("{e:#}"),
-        ),
+        )),
     };
-    core.admin_done(&call, response.status(), "");
-    response
-}
-
-/// Query parameters of the audit endpoints.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AuditParams {
-    /// The tenant to read; `*` for all (operators); default the caller's.
-    tenant: Option<String>,
-    subject: Option<String>,
-    category: Option<String>,
-    decision: Option<String>,
-    tool: Option<String>,
-    /// RFC 3339.
-    from: Option<String>,
-    until: Option<String>,
-    limit: Option<u32>,
-    after: Option<String>,
-    /// `newest` (default) or `oldest`.
-    order: Option<String>,
-    /// Export: `jsonl` (default) or `csv`.
-    format: Option<String>,
-}
-
-impl AuditParams {
-    /// The filter the parameters describe, or what is wrong with them.
-    fn filter(&self) -> Result<AuditFilter, &'static str> {
-        let mut filter = AuditFilter::new();
-        if let Some(s) = &self.subject {
-            filter = filter.subject(s.as_str());
-        }
-        if let Some(c) = &self.category {
-            filter = filter.category(c.parse::<Category>().map_err(|_| "unknown category")?);
-        }
-        if let Some(d) = &self.decision {
-            filter = filter.decision(
-                d.parse::<mcp_audit::Decision>()
-                    .map_err(|_| "unknown decision")?,
-            );
-        }
-        if let Some(t) = &self.tool {
-            filter = filter.tool(t.as_str());
-        }
-        let time = |t: &Option<String>| {
-            t.as_deref()
-                .map(str::parse::<Timestamp>)
-                .transpose()
-                .map_err(|_| "times are RFC 3339")
-        };
-        filter.from = time(&self.from)?;
-        filter.until = time(&self.until)?;
-        Ok(filter)
-    }
-
-    fn scope(tenant: &str) -> Scope {
-        if tenant == GLOBAL_TENANT {
-            Scope::All
-        } else {
-            Scope::Tenant(tenant.to_owned())
-        }
-    }
+    Ok(call.answer(result))
 }
 
 /// `GET /api/v1/admin/audit`: one page of events of the tenant (`admin:audit.read`).
-async fn audit_query(
-    State(app): State<App>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    parts: http::request::Parts,
-    params: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let core = &app.core;
-    let Ok(Query(params)) = params else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "unknown query parameter",
-        );
-    };
-    let call = match core
-        .admin(&parts, peer, "admin:audit.read", params.tenant.as_deref())
-        .await
-    {
-        Ok(call) => call,
-        Err(response) => return response,
-    };
-    let response = match (&core.admin.audit_store, params.filter()) {
-        (_, Err(what)) => error(StatusCode::BAD_REQUEST, "invalid_request", what),
-        (None, _) => error(
-            StatusCode::NOT_FOUND,
-            "not_queryable",
-            "the audit sink is not SQLite or PostgreSQL",
-        ),
-        (Some(store), Ok(filter)) => {
-            let mut page = PageRequest::first(params.limit.unwrap_or(100));
-            if params.order.as_deref() == Some("oldest") {
-                page = page.order(Order::OldestFirst);
-            }
-            if let Some(after) = &params.after {
-                page = page.after(after.as_str());
-            }
-            match store
-                .query(&AuditParams::scope(&call.tenant), &filter, &page)
-                .await
-            {
-                Ok(page) => json_status(
-                    StatusCode::OK,
-                    &json!({ "events": page.events, "next": page.next }),
-                ),
-                Err(mcp_audit::StoreError::InvalidCursor) => {
-                    error(StatusCode::BAD_REQUEST, "invalid_request", "invalid cursor")
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "audit query failed");
-                    error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "unavailable",
-                        "audit store failed",
-                    )
-                }
-            }
+async fn audit_query(scoped: Scoped<AuditParams>) -> Result<Response, Problem> {
+    let (call, params) = scoped.authorize("admin:audit.read")?;
+    let result = async {
+        let store = audit_store(call.core())?;
+        let filter = params.filter().map_err(invalid_request)?;
+        let page = params.page().map_err(invalid_request)?;
+        match store
+            .query(&audit_query::scope(&call.tenant), &filter, &page)
+            .await
+        {
+            Ok(page) => Ok(ok(&json!({ "events": page.events, "next": page.next }))),
+            Err(mcp_audit::StoreError::InvalidCursor) => Err(invalid_request("invalid cursor")),
+            Err(e) => Err(unavailable("audit store", &e)),
         }
-    };
-    core.admin_done(&call, response.status(), "");
-    response
+    }
+    .await;
+    Ok(call.answer(result))
 }
 
 /// `GET /api/v1/admin/audit/export`: every matching event of the tenant, oldest first, as
 /// JSON lines or CSV (`admin:audit.export`), streamed with back-pressure.
-async fn audit_export(
-    State(app): State<App>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    parts: http::request::Parts,
-    params: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let core = &app.core;
-    let Ok(Query(params)) = params else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "unknown query parameter",
-        );
-    };
-    let call = match core
-        .admin(&parts, peer, "admin:audit.export", params.tenant.as_deref())
-        .await
-    {
-        Ok(call) => call,
-        Err(response) => return response,
-    };
-    let (format, content_type, extension) = match params.format.as_deref() {
-        None | Some("jsonl") => (ExportFormat::JsonLines, "application/x-ndjson", "jsonl"),
-        Some("csv") => (ExportFormat::Csv, "text/csv; charset=utf-8", "csv"),
-        Some(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "format is jsonl or csv",
-            );
-        }
-    };
-    let filter = match params.filter() {
-        Ok(filter) => filter,
-        Err(what) => return error(StatusCode::BAD_REQUEST, "invalid_request", what),
-    };
-    let Some(store) = core.admin.audit_store.clone() else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "not_queryable",
-            "the audit sink is not SQLite or PostgreSQL",
-        );
-    };
-    let scope = AuditParams::scope(&call.tenant);
+async fn audit_export(scoped: Scoped<AuditParams>) -> Result<Response, Problem> {
+    let (call, params) = scoped.authorize("admin:audit.export")?;
+    let result = export(call.core(), &call.tenant, &params);
+    Ok(call.answer(result))
+}
+
+/// The export of `params` in `tenant` as a streamed response.
+fn export(core: &Core, tenant: &str, params: &AuditParams) -> Result<Response, Problem> {
+    let (format, content_type, extension) = params.export_format().map_err(invalid_request)?;
+    let filter = params.filter().map_err(invalid_request)?;
+    let store = analytics_store(core)?.clone();
+    let scope = audit_query::scope(tenant);
     let (mut writer, reader) = tokio::io::duplex(64 * 1024);
     tokio::spawn(async move {
         if let Err(e) = store.export(&scope, &filter, format, &mut writer).await {
@@ -527,8 +545,7 @@ async fn audit_export(
     {
         headers.insert(CONTENT_DISPOSITION, v);
     }
-    core.admin_done(&call, StatusCode::OK, "");
-    response
+    Ok(response)
 }
 
 /// `?tenant=` of the status endpoints.
@@ -540,132 +557,115 @@ struct TenantParam {
 
 /// `GET /api/v1/admin/multi-user-status`: sessions and active users of a tenant
 /// (`admin:metrics.read`; `tenant=*` for all).
-async fn multi_user_status(
-    State(app): State<App>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    parts: http::request::Parts,
-    Query(params): Query<TenantParam>,
-) -> Response {
-    let core = &app.core;
-    let call = match core
-        .admin(&parts, peer, "admin:metrics.read", params.tenant.as_deref())
-        .await
-    {
-        Ok(call) => call,
-        Err(response) => return response,
-    };
+async fn multi_user_status(scoped: Scoped<TenantParam>) -> Result<Response, Problem> {
+    let (call, _) = scoped.authorize("admin:metrics.read")?;
+    let core = call.core();
     let now = Instant::now();
     let tenant = (call.tenant != GLOBAL_TENANT).then_some(call.tenant.as_str());
     let sessions = core
         .sessions
         .as_ref()
         .map(|s| serde_json::to_value(s.census(tenant, now)).unwrap_or(Value::Null));
-    let active_users: BTreeMap<&str, f64> = match tenant {
-        Some(t) => ["1m", "5m", "15m", "1h"]
+    let body = json!({
+        "tenant": call.tenant,
+        "mode": if core.sessions.is_some() { "stateful" } else { "stateless" },
+        "sessions": sessions,
+        "active_users": active_users(core, tenant, now),
+    });
+    Ok(call.answer(Ok(ok(&body))))
+}
+
+/// Estimated distinct active users of `tenant` over each window the metrics keep (none for
+/// every tenant together, or when metrics are off).
+fn active_users(core: &Core, tenant: Option<&str>, now: Instant) -> BTreeMap<&'static str, f64> {
+    match tenant {
+        Some(t) if core.metrics_on => ["1m", "5m", "15m", "1h"]
             .into_iter()
             .filter_map(|w| Some((w, core.metrics.concurrent_users_at(t, w, now)?)))
             .collect(),
-        None => BTreeMap::new(),
-    };
-    let response = json_status(
-        StatusCode::OK,
-        &json!({
-            "tenant": call.tenant,
-            "mode": if core.sessions.is_some() { "stateful" } else { "stateless" },
-            "sessions": sessions,
-            "active_users": active_users,
-        }),
-    );
-    core.admin_done(&call, response.status(), "");
-    response
+        _ => BTreeMap::new(),
+    }
 }
 
 /// `GET /api/v1/admin/rate-limiting-performance`: the limiter's rules and counters
 /// (gateway-wide: `admin:metrics.read` in tenant `*`).
-async fn rate_limiting_performance(
-    State(app): State<App>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    parts: http::request::Parts,
-) -> Response {
-    let core = &app.core;
-    let call = match core
-        .admin(&parts, peer, "admin:metrics.read", Some(GLOBAL_TENANT))
-        .await
-    {
-        Ok(call) => call,
-        Err(response) => return response,
-    };
+async fn rate_limiting_performance(admin: Admin) -> Result<Response, Problem> {
+    let call = admin.authorize("admin:metrics.read", Some(GLOBAL_TENANT))?;
+    let core = call.core();
     let stats = core.limiter.stats();
     let store = core.limiter.store().stats();
     let rules: Vec<&str> = core.limiter.rules().iter().map(|r| r.name()).collect();
     let decided = stats.allowed + stats.denied;
-    let response = json_status(
-        StatusCode::OK,
-        &json!({
-            "rules": rules,
-            "degraded": core.limiter.is_degraded(),
-            "decisions": {
-                "allowed": stats.allowed,
-                "denied": stats.denied,
-                "denied_ratio": if decided == 0 { 0.0 } else { stats.denied as f64 / decided as f64 },
-            },
-            "store": {
-                "keys": store.keys,
-                "expired": store.expired,
-                "evicted": store.evicted,
-                "errors": stats.store_errors,
-                "fallback_decisions": stats.fallback_decisions,
-                "fail_open_decisions": stats.fail_open_decisions,
-                "fail_closed_decisions": stats.fail_closed_decisions,
-            },
-        }),
-    );
-    core.admin_done(&call, response.status(), "");
-    response
+    let body = json!({
+        "rules": rules,
+        "degraded": core.limiter.is_degraded(),
+        "decisions": {
+            "allowed": stats.allowed,
+            "denied": stats.denied,
+            "denied_ratio": if decided == 0 { 0.0 } else { stats.denied as f64 / decided as f64 },
+        },
+        "store": {
+            "keys": store.keys,
+            "expired": store.expired,
+            "evicted": store.evicted,
+            "errors": stats.store_errors,
+            "fallback_decisions": stats.fallback_decisions,
+            "fail_open_decisions": stats.fail_open_decisions,
+            "fail_closed_decisions": stats.fail_closed_decisions,
+        },
+    });
+    Ok(call.answer(Ok(ok(&body))))
+}
+
+/// `GET /api/v1/admin/connection-pool-status`: every SQL connection class with its
+/// statistics, sampled usage and sizing advice, and what the gateway uses it for
+/// (gateway-wide: `admin:metrics.read` in tenant `*`); 404 when no store is SQL.
+async fn connection_pool_status(admin: Admin) -> Result<Response, Problem> {
+    let call = admin.authorize("admin:metrics.read", Some(GLOBAL_TENANT))?;
+    let result = configured(
+        call.core().pools.as_ref(),
+        "not_configured",
+        "no store is SQL: the audit sink and the API keys are not SQLite or PostgreSQL",
+    )
+    .map(|pools| {
+        let snapshot = pools.snapshot();
+        let used_for: BTreeMap<&str, &str> = PoolClass::ALL
+            .iter()
+            .filter(|c| snapshot.classes.iter().any(|s| s.class == c.name()))
+            .map(|c| (c.name(), c.used_for()))
+            .collect();
+        ok(&json!({ "pools": snapshot, "used_for": used_for }))
+    });
+    Ok(call.answer(result))
+}
+
+/// The fair-share numbers of `tenant`, or 404 without `[rate_limit.fair_share]`.
+fn fairness(core: &Core, tenant: &str) -> Result<Value, Problem> {
+    let fair = configured(
+        core.fair_share.as_ref(),
+        "not_configured",
+        "rate_limit.fair_share is not configured",
+    )?;
+    let usage = fair.usage().into_iter().find(|u| u.tenant == tenant);
+    Ok(json!({
+        "tenant": tenant,
+        "tracked": usage.is_some(),
+        "weight": usage.as_ref().map(|u| u.weight),
+        "share": usage.as_ref().map(|u| u.share),
+        "burst_limit": usage.as_ref().map(|u| u.burst_limit),
+        "window_usage": usage.as_ref().map_or(0, |u| u.window_usage),
+        "admitted": usage.as_ref().map_or(0, |u| u.admitted),
+        "rejected": usage.as_ref().map_or(0, |u| u.rejected),
+        "fairness_index": fair.fairness_index(),
+    }))
 }
 
 /// `GET /api/v1/admin/tenant-fairness/{tenant}`: the tenant's fair-share numbers and the
 /// fairness index (`admin:metrics.read` in that tenant).
-async fn tenant_fairness(
-    State(app): State<App>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    parts: http::request::Parts,
-    Path(tenant): Path<String>,
-) -> Response {
-    let core = &app.core;
-    let call = match core
-        .admin(&parts, peer, "admin:metrics.read", Some(&tenant))
-        .await
-    {
-        Ok(call) => call,
-        Err(response) => return response,
-    };
-    let response = match &core.fair_share {
-        None => error(
-            StatusCode::NOT_FOUND,
-            "not_configured",
-            "rate_limit.fair_share is not configured",
-        ),
-        Some(fair) => {
-            let usage = fair.usage().into_iter().find(|u| u.tenant == tenant);
-            json_status(
-                StatusCode::OK,
-                &json!({
-                    "tenant": tenant,
-                    "tracked": usage.is_some(),
-                    "weight": usage.as_ref().map(|u| u.weight),
-                    "share": usage.as_ref().map(|u| u.share),
-                    "burst_limit": usage.as_ref().map(|u| u.burst_limit),
-                    "window_usage": usage.as_ref().map_or(0, |u| u.window_usage),
-                    "admitted": usage.as_ref().map_or(0, |u| u.admitted),
-                    "rejected": usage.as_ref().map_or(0, |u| u.rejected),
-                    "fairness_index": fair.fairness_index(),
-                }),
-            )
-        }
-    };
-    core.admin_done(&call, response.status(), "");
-    response
+async fn tenant_fairness(admin: Admin, Path(tenant): Path<String>) -> Result<Response, Problem> {
+    let call = admin.authorize("admin:metrics.read", Some(&tenant))?;
+    let result = fairness(call.core(), &tenant).map(|body| ok(&body));
+    Ok(call.answer(result))
 }
 
 /// What the gateway knows about its token-verification keys.
@@ -686,56 +686,38 @@ fn key_source(core: &Core) -> Value {
 }
 
 /// `GET /api/v1/admin/token-refresh-status`: the identity provider's key set (gateway-wide).
-async fn token_refresh_status(
-    State(app): State<App>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    parts: http::request::Parts,
-) -> Response {
-    let core = &app.core;
-    let call = match core
-        .admin(&parts, peer, "admin:metrics.read", Some(GLOBAL_TENANT))
-        .await
-    {
-        Ok(call) => call,
-        Err(response) => return response,
-    };
-    let response = json_status(StatusCode::OK, &json!({ "keys": key_source(core) }));
-    core.admin_done(&call, response.status(), "");
-    response
+async fn token_refresh_status(admin: Admin) -> Result<Response, Problem> {
+    let call = admin.authorize("admin:metrics.read", Some(GLOBAL_TENANT))?;
+    let body = json!({ "keys": key_source(call.core()) });
+    Ok(call.answer(Ok(ok(&body))))
 }
 
 /// `GET /health/security`: the security posture (gateway-wide `admin:security.read`).
-async fn health_security(
-    State(app): State<App>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    parts: http::request::Parts,
-) -> Response {
-    let core = &app.core;
-    let call = match core
-        .admin(&parts, peer, "admin:security.read", Some(GLOBAL_TENANT))
-        .await
-    {
-        Ok(call) => call,
-        Err(response) => return response,
-    };
-    let server = &core.admin.config.server;
-    let response = json_status(
-        StatusCode::OK,
-        &json!({
-            "rate_limiting": {
-                "enabled": !core.limiter.rules().is_empty(),
-                "rules": core.limiter.rules().len(),
-                "degraded": core.limiter.is_degraded(),
-            },
-            "https_required": server.require_https,
-            "key_source": key_source(core),
-            "failed_authentications_last_hour": core.admin.auth_failures.last_hour(Instant::now()),
-            "sessions": if core.sessions.is_some() { "stateful" } else { "stateless" },
-            "policy_generation": core.policy.generation(),
-        }),
-    );
-    core.admin_done(&call, response.status(), "");
-    response
+async fn health_security(admin: Admin) -> Result<Response, Problem> {
+    let call = admin.authorize("admin:security.read", Some(GLOBAL_TENANT))?;
+    let core = call.core();
+    let config = &core.admin.config;
+    let body = json!({
+        "authentication": {
+            "required": core.anonymous.is_none(),
+            "api_keys": config.auth.api_keys.as_ref().map(|k| k.store),
+            "token_cache": config.auth.token_cache_capacity > 0,
+        },
+        "authorization": { "policy": !core.allow_all },
+        "rate_limiting": {
+            "enabled": !core.limiter.rules().is_empty(),
+            "rules": core.limiter.rules().len(),
+            "degraded": core.limiter.is_degraded(),
+        },
+        "https_required": config.server.require_https,
+        "tls": config.server.tls.is_some(),
+        "audit": config.audit.enabled,
+        "key_source": key_source(core),
+        "failed_authentications_last_hour": core.admin.auth_failures.last_hour(Instant::now()),
+        "sessions": if core.sessions.is_some() { "stateful" } else { "stateless" },
+        "policy_generation": core.policy.generation(),
+    });
+    Ok(call.answer(Ok(ok(&body))))
 }
 
 #[cfg(test)]
