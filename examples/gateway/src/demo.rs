@@ -18,8 +18,11 @@ use mcp_auth_core::issuer::{IssueRequest, LocalIssuer};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, ContentBlock, ServerCapabilities, ServerConfig};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
-use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::transport::streamable_http_server::{
+    SessionManager, StreamableHttpServerConfig, StreamableHttpService,
+};
 use rmcp::{ErrorData, ServerHandler, schemars, tool, tool_handler, tool_router};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -158,7 +161,8 @@ impl ServerHandler for DemoTools {
     }
 }
 
-/// The demo upstream, served over Streamable HTTP (stateless, JSON) on a loopback port.
+/// The demo upstream, served over Streamable HTTP on a loopback port (stateless with JSON
+/// answers, or stateful).
 #[derive(Debug)]
 pub struct DemoUpstream {
     addr: SocketAddr,
@@ -194,17 +198,32 @@ impl DemoUpstream {
 
     /// Starts the upstream on `addr` (to bring a stopped one back at its address).
     pub async fn start_at(addr: SocketAddr) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(addr).await?;
-        let addr = listener.local_addr()?;
-        let counters = Arc::new(UpstreamCounters::default());
         let config = StreamableHttpServerConfig::default()
             .with_legacy_session_mode(false)
             .with_json_response(true)
             .with_sse_keep_alive(None);
+        Self::serve(addr, config, Arc::new(NeverSessionManager::default())).await
+    }
+
+    /// Starts a stateful upstream on `addr`: `initialize` opens a session (`Mcp-Session-Id`,
+    /// kept in memory, so a restart forgets it), answers come as SSE.
+    pub async fn start_stateful_at(addr: SocketAddr) -> std::io::Result<Self> {
+        let config = StreamableHttpServerConfig::default().with_sse_keep_alive(None);
+        Self::serve(addr, config, Arc::new(LocalSessionManager::default())).await
+    }
+
+    async fn serve<M: SessionManager>(
+        addr: SocketAddr,
+        config: StreamableHttpServerConfig,
+        sessions: Arc<M>,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let counters = Arc::new(UpstreamCounters::default());
         let tools_counters = Arc::clone(&counters);
         let service = StreamableHttpService::new(
             move || Ok(DemoTools::new(Arc::clone(&tools_counters))),
-            Arc::new(NeverSessionManager::default()),
+            sessions,
             config,
         );
         let router = Router::new().route_service(MCP_PATH, service).layer(

@@ -5,8 +5,9 @@
 //! token or a token of the OAuth proxy MCP clients sign in through ([`mcp_auth_azure`],
 //! `[auth.azure]`), or an API key), rate limited ([`mcp_ratelimit`]), parsed once,
 //! authorized ([`mcp_rbac`], including tenant-bound tool arguments and filtered
-//! `tools/list`), forwarded through the upstream registry (HTTP and stdio upstreams through
-//! rmcp clients, in-process tools by a direct handler call; per-upstream timeouts, health,
+//! `tools/list`), forwarded through the upstream registry (HTTP upstreams by one POST per
+//! request on a shared session, stdio upstreams through an rmcp client, in-process tools by a
+//! direct handler call; per-upstream timeouts, health,
 //! reconnect backoff and circuit breaker; name prefixes with several upstreams; the caller's
 //! token is never forwarded, an identity assertion signed by the gateway may be), audited
 //! ([`mcp_audit`], without blocking) and measured ([`mcp_metrics`]). The SQL stores (audit,

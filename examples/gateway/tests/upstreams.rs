@@ -302,6 +302,31 @@ async fn the_breaker_opens_when_an_upstream_dies_and_closes_when_it_returns() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_stateful_upstream_gets_a_new_session_without_a_failed_call() {
+    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut up = DemoUpstream::start_stateful_at(any).await.unwrap();
+    let addr = up.addr();
+    let mut gw = start(&http_upstream("solo", &up, ""), POLICY).await;
+    let admin = gw.admin();
+    let echo = json!({"text": "x"});
+    let (status, body) = gw.call_tool(&admin, "echo", echo.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(tool_calls(&up), 1);
+
+    // The new process knows nothing of the gateway's session: it answers 404, and the
+    // gateway makes a new handshake and sends the call once more.
+    up.stop().await;
+    let up = DemoUpstream::start_stateful_at(addr).await.unwrap();
+    let (status, body) = gw.call_tool(&admin, "echo", echo).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(text_of(&body), "x");
+    assert_eq!(tool_calls(&up), 1);
+    let status = gw.upstream_status("solo").await;
+    assert_eq!(status["breaker"]["consecutive_failures"], 0, "{status}");
+    assert!(gw.shutdown().await.drained);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstreams_are_added_and_removed_through_the_admin_api() {
     let a = DemoUpstream::start().await.unwrap();
     let b = DemoUpstream::start().await.unwrap();

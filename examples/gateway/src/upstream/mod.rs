@@ -11,10 +11,11 @@
 
 mod assertion;
 mod breaker;
-mod client;
+mod http;
 mod in_process;
 mod metrics;
 mod names;
+mod stdio;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -23,8 +24,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures_util::future::join_all;
 use mcp_auth_core::Principal;
 use rmcp::model::{
-    ClientRequest, ErrorData, GetExtensions as _, Implementation, RequestId, ServerCapabilities,
-    ServerPeerInfo, ServerResult,
+    ClientRequest, ErrorData, Implementation, RequestId, ServerCapabilities, ServerPeerInfo,
+    ServerResult,
 };
 use rmcp::service::{PeerRequestOptions, ServiceError};
 use serde::Serialize;
@@ -34,10 +35,11 @@ pub use assertion::GATEWAY_JWKS_PATH;
 
 use self::assertion::{Asserter, AssertionSigner};
 use self::breaker::{Breaker, SystemTicker, Ticker, Transition};
-use self::client::{AssertionHeader, RmcpClient};
+use self::http::HttpClient;
 use self::in_process::InProcess;
 use self::metrics::UpstreamMetrics;
 use self::names::{Address, ListOf, Naming};
+use self::stdio::StdioClient;
 use crate::config::{ConfigError, IdentityAssertionConfig, UpstreamConfig, UpstreamKind};
 
 /// Pages of one upstream's list followed when merging lists.
@@ -89,7 +91,8 @@ fn unix_millis(at: SystemTime) -> u64 {
     reason = "one per upstream, inside its Arc; boxing would add a pointer chase per request"
 )]
 enum Transport {
-    Rmcp(RmcpClient),
+    Http(HttpClient),
+    Stdio(StdioClient),
     InProcess(InProcess),
 }
 
@@ -141,7 +144,8 @@ impl Upstream {
             .transpose()?;
         let transport = match config.kind {
             UpstreamKind::InProcess => Transport::InProcess(InProcess::start()),
-            _ => Transport::Rmcp(RmcpClient::new(&config, asserter.clone())?),
+            UpstreamKind::Stdio => Transport::Stdio(StdioClient::new(&config)),
+            UpstreamKind::Http => Transport::Http(HttpClient::new(&config, asserter.clone())?),
         };
         metrics.breaker(&config.name, breaker::State::Closed);
         Ok(Self {
@@ -221,7 +225,8 @@ impl Upstream {
     async fn info(&self) -> Result<Arc<ServerPeerInfo>, UpstreamError> {
         match &self.transport {
             Transport::InProcess(tools) => Ok(tools.info()),
-            Transport::Rmcp(client) => {
+            Transport::Http(client) => self.guarded(client.info()).await,
+            Transport::Stdio(client) => {
                 self.guarded(async {
                     client
                         .peer()
@@ -239,16 +244,9 @@ impl Upstream {
     async fn call(
         &self,
         id: &RequestId,
-        mut request: ClientRequest,
+        request: ClientRequest,
         principal: Option<&Principal>,
     ) -> Result<ServerResult, UpstreamError> {
-        if let (Some(asserter), Some(principal)) = (&self.asserter, principal) {
-            let value = asserter.for_principal(principal).map_err(|error| {
-                tracing::error!(upstream = %self.name(), %error, "cannot sign an identity assertion");
-                UpstreamError::Unavailable("identity assertion unavailable".to_owned())
-            })?;
-            request.extensions_mut().insert(AssertionHeader(value));
-        }
         let timeout = self.config.timeout();
         match &self.transport {
             Transport::InProcess(tools) => {
@@ -260,7 +258,25 @@ impl Upstream {
                 })
                 .await
             }
-            Transport::Rmcp(client) => {
+            Transport::Http(client) => {
+                let assertion = match (&self.asserter, principal) {
+                    (Some(asserter), Some(principal)) => {
+                        Some(asserter.for_principal(principal).map_err(|error| {
+                            tracing::error!(upstream = %self.name(), %error, "cannot sign an identity assertion");
+                            UpstreamError::Unavailable("identity assertion unavailable".to_owned())
+                        })?)
+                    }
+                    _ => None,
+                };
+                self.guarded(async {
+                    match tokio::time::timeout(timeout, client.call(request, assertion)).await {
+                        Ok(result) => result,
+                        Err(_) => Err(UpstreamError::Timeout),
+                    }
+                })
+                .await
+            }
+            Transport::Stdio(client) => {
                 self.guarded(async {
                     let peer = client.peer().await?;
                     let handle = peer
@@ -308,7 +324,8 @@ impl Upstream {
 
     async fn close(&self) {
         match &self.transport {
-            Transport::Rmcp(client) => client.close().await,
+            Transport::Http(client) => client.close().await,
+            Transport::Stdio(client) => client.close().await,
             Transport::InProcess(tools) => tools.close(),
         }
     }

@@ -1,0 +1,442 @@
+//! The client of an HTTP (Streamable HTTP) upstream: each request is one POST made with
+//! rmcp's reqwest-based `StreamableHttpClient` (headers, status handling, JSON and SSE
+//! answers, bounded bodies), awaited by the request's own task.
+//!
+//! rmcp's client service would add, per request, a hop through its worker task and channels,
+//! request-header rebuilding and a response router; for a gateway that already holds the
+//! parsed request and waits for exactly one answer, that machinery was about a third of its
+//! CPU per proxied request (`docs/benchmarks/loadtest.md`). The session is established
+//! once with the `initialize` handshake (connect lock, exponential backoff after failures)
+//! and shared by all requests; an upstream that forgot it (404, e.g. after a restart) gets a
+//! new handshake and the request is sent once more.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use http::{HeaderName, HeaderValue};
+use rmcp::model::{
+    ClientCapabilities, ClientJsonRpcMessage, ClientNotification, ClientRequest, Implementation,
+    InitializeRequest, InitializeRequestParams, InitializedNotification, JsonRpcMessage,
+    JsonRpcNotification, JsonRpcRequest, JsonRpcVersion2_0, ProtocolVersion, RequestId,
+    ServerJsonRpcMessage, ServerPeerInfo, ServerResult,
+};
+use rmcp::transport::streamable_http_client::{
+    StreamableHttpClient as _, StreamableHttpError, StreamableHttpPostResponse,
+};
+
+use super::UpstreamError;
+use super::assertion::Asserter;
+use super::stdio::Backoff;
+use crate::config::{ReconnectSection, UpstreamConfig};
+
+/// The protocol version the gateway asks its upstreams for: the newest one with the
+/// `initialize` handshake (the upstream may answer with an older one).
+const UPSTREAM_PROTOCOL: ProtocolVersion = ProtocolVersion::LATEST_WITH_INITIALIZE;
+
+/// An established upstream session.
+struct Session {
+    /// `Mcp-Session-Id`, when the upstream keeps sessions.
+    id: Option<Arc<str>>,
+    /// `MCP-Protocol-Version` with the negotiated version, sent with every request.
+    version: HeaderValue,
+    info: Arc<ServerPeerInfo>,
+}
+
+/// A shared client of one HTTP upstream.
+pub(crate) struct HttpClient {
+    name: String,
+    uri: Arc<str>,
+    http: reqwest::Client,
+    asserter: Option<Arc<Asserter>>,
+    timeout: Duration,
+    reconnect: ReconnectSection,
+    /// JSON-RPC ids of the gateway's requests in the shared session (the clients' own ids
+    /// would collide there).
+    next_id: AtomicI64,
+    /// The live session, read on every request without waiting.
+    session: RwLock<Option<Arc<Session>>>,
+    /// Only one task makes the handshake at a time; the others wait for its result.
+    link: tokio::sync::Mutex<Backoff>,
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("name", &self.name)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpClient {
+    /// A client of the HTTP upstream `config`; nothing is connected yet.
+    pub(crate) fn new(
+        config: &UpstreamConfig,
+        asserter: Option<Arc<Asserter>>,
+    ) -> Result<Self, UpstreamError> {
+        // One HTTP client (and so one connection pool) per upstream.
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()
+            .map_err(|e| UpstreamError::Unavailable(format!("http client: {e}")))?;
+        Ok(Self {
+            name: config.name.clone(),
+            uri: Arc::from(config.url.as_str()),
+            http,
+            asserter,
+            timeout: config.timeout(),
+            reconnect: config.reconnect.clone(),
+            next_id: AtomicI64::new(1),
+            session: RwLock::new(None),
+            link: tokio::sync::Mutex::new(Backoff::default()),
+        })
+    }
+
+    /// What the upstream said about itself in the handshake (making it if needed).
+    pub(crate) async fn info(&self) -> Result<Arc<ServerPeerInfo>, UpstreamError> {
+        Ok(Arc::clone(&self.session().await?.info))
+    }
+
+    /// Sends `request` with `assertion` (the gateway's own when `None` and assertions are
+    /// on) and waits for its result; the caller bounds the wait.
+    pub(crate) async fn call(
+        &self,
+        request: ClientRequest,
+        assertion: Option<HeaderValue>,
+    ) -> Result<ServerResult, UpstreamError> {
+        let assertion = match assertion {
+            Some(value) => Some(value),
+            None => self.gateway_assertion(),
+        };
+        let session = self.session().await?;
+        let id = RequestId::Number(self.next_id.fetch_add(1, Ordering::Relaxed));
+        let message =
+            |request| ClientJsonRpcMessage::Request(JsonRpcRequest::new(id.clone(), request));
+        // The request is kept for a second try, in case the session has expired.
+        let answer = match self
+            .post(&session, message(request.clone()), &id, assertion.as_ref())
+            .await?
+        {
+            Some(answer) => answer,
+            None => {
+                self.forget(&session);
+                tracing::info!(upstream = %self.name, "upstream session expired; reconnecting");
+                let session = self.session().await?;
+                self.post(&session, message(request), &id, assertion.as_ref())
+                    .await?
+                    .ok_or_else(|| {
+                        UpstreamError::Unavailable("the new upstream session expired".to_owned())
+                    })?
+            }
+        };
+        match answer {
+            JsonRpcMessage::Response(response) => Ok(response.result),
+            JsonRpcMessage::Error(error) => Err(UpstreamError::Rpc(error.error)),
+            _ => Err(UpstreamError::Unavailable(
+                "upstream answered without a response".to_owned(),
+            )),
+        }
+    }
+
+    /// Ends the upstream session (best effort: the upstream may be gone).
+    pub(crate) async fn close(&self) {
+        let session = self
+            .session
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some(session) = session else {
+            return;
+        };
+        let Some(id) = session.id.clone() else {
+            return;
+        };
+        let headers = self.headers(&session.version, self.gateway_assertion().as_ref());
+        let deleted = self
+            .http
+            .delete_session(Arc::clone(&self.uri), id, None, headers);
+        match tokio::time::timeout(Duration::from_secs(5), deleted).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::debug!(upstream = %self.name, %error, "upstream session not deleted");
+            }
+            Err(_) => tracing::debug!(upstream = %self.name, "upstream session delete timed out"),
+        }
+    }
+
+    fn gateway_assertion(&self) -> Option<HeaderValue> {
+        self.asserter.as_ref().and_then(|asserter| {
+            asserter
+                .for_gateway()
+                .inspect_err(|error| tracing::error!(%error, "cannot sign the gateway's assertion"))
+                .ok()
+        })
+    }
+
+    fn headers(
+        &self,
+        version: &HeaderValue,
+        assertion: Option<&HeaderValue>,
+    ) -> HashMap<HeaderName, HeaderValue> {
+        let mut headers = HashMap::with_capacity(2);
+        headers.insert(
+            HeaderName::from_static("mcp-protocol-version"),
+            version.clone(),
+        );
+        if let (Some(asserter), Some(value)) = (&self.asserter, assertion) {
+            headers.insert(asserter.header().clone(), value.clone());
+        }
+        headers
+    }
+
+    /// One POST of `message` (a request with id `id`) in `session`, and the upstream's
+    /// answer to it: the JSON body, or the message with `id` on the SSE stream; `None` when
+    /// the upstream no longer knows the session.
+    async fn post(
+        &self,
+        session: &Session,
+        message: ClientJsonRpcMessage,
+        id: &RequestId,
+        assertion: Option<&HeaderValue>,
+    ) -> Result<Option<ServerJsonRpcMessage>, UpstreamError> {
+        let headers = self.headers(&session.version, assertion);
+        let posted = self
+            .http
+            .post_message(
+                Arc::clone(&self.uri),
+                message,
+                session.id.clone(),
+                None,
+                headers,
+            )
+            .await;
+        match posted {
+            Ok(StreamableHttpPostResponse::Json(message, _)) => Ok(Some(message)),
+            Ok(StreamableHttpPostResponse::Sse(mut events, _)) => {
+                while let Some(event) = events.next().await {
+                    let event = event.map_err(|e| unavailable(&e))?;
+                    let Some(data) = event.data.as_deref().filter(|d| !d.is_empty()) else {
+                        continue;
+                    };
+                    match serde_json::from_str::<ServerJsonRpcMessage>(data) {
+                        Ok(message) if answers(&message, id) => {
+                            return Ok(Some(message));
+                        }
+                        // Progress, logging and the upstream's own requests have no taker
+                        // here: the gateway holds one shared session for all its clients.
+                        Ok(_) => {}
+                        Err(error) => {
+                            tracing::debug!(upstream = %self.name, %error, "unreadable SSE event skipped");
+                        }
+                    }
+                }
+                Err(UpstreamError::Unavailable(
+                    "the upstream's event stream ended without a response".to_owned(),
+                ))
+            }
+            Ok(_accepted) => Err(UpstreamError::Unavailable(
+                "the upstream accepted a request without answering it".to_owned(),
+            )),
+            Err(StreamableHttpError::SessionExpired) => Ok(None),
+            Err(error) => Err(unavailable(&error)),
+        }
+    }
+
+    /// The live session, or a new one (made once for all waiting callers). While a
+    /// reconnect waits out its backoff, callers fail at once.
+    async fn session(&self) -> Result<Arc<Session>, UpstreamError> {
+        if let Some(session) = self.live() {
+            return Ok(session);
+        }
+        let mut backoff = self.link.lock().await;
+        if let Some(session) = self.live() {
+            return Ok(session);
+        }
+        backoff.check()?;
+        match tokio::time::timeout(self.timeout, self.handshake()).await {
+            Ok(Ok(session)) => {
+                let session = Arc::new(session);
+                tracing::info!(upstream = %self.name, "connected to upstream");
+                *self.session.write().unwrap_or_else(PoisonError::into_inner) =
+                    Some(Arc::clone(&session));
+                backoff.succeeded();
+                Ok(session)
+            }
+            result => {
+                let error = match result {
+                    Ok(Err(error)) => error,
+                    _ => UpstreamError::Timeout,
+                };
+                let wait = backoff.failed(&self.reconnect);
+                tracing::warn!(
+                    upstream = %self.name,
+                    %error,
+                    failures = backoff.failures(),
+                    retry_in_ms = wait.as_millis(),
+                    "cannot connect to upstream"
+                );
+                Err(error)
+            }
+        }
+    }
+
+    /// `initialize`, then `notifications/initialized`.
+    async fn handshake(&self) -> Result<Session, UpstreamError> {
+        let params = InitializeRequestParams::new(
+            ClientCapabilities::default(),
+            Implementation::new("mcp-gateway", env!("CARGO_PKG_VERSION")),
+        )
+        .with_protocol_version(UPSTREAM_PROTOCOL);
+        let id = RequestId::Number(0);
+        let request = ClientJsonRpcMessage::Request(JsonRpcRequest::new(
+            id.clone(),
+            ClientRequest::InitializeRequest(InitializeRequest::new(params)),
+        ));
+        let assertion = self.gateway_assertion();
+        let version = version_header(&UPSTREAM_PROTOCOL);
+        let headers = self.headers(&version, assertion.as_ref());
+        let (message, session_id) = match self
+            .http
+            .post_message(Arc::clone(&self.uri), request, None, None, headers)
+            .await
+            .map_err(|e| unavailable(&e))?
+        {
+            StreamableHttpPostResponse::Json(message, session_id) => (message, session_id),
+            StreamableHttpPostResponse::Sse(mut events, session_id) => {
+                let mut found = None;
+                while let Some(event) = events.next().await {
+                    let event = event.map_err(|e| unavailable(&e))?;
+                    if let Some(message) = event
+                        .data
+                        .as_deref()
+                        .and_then(|d| serde_json::from_str::<ServerJsonRpcMessage>(d).ok())
+                        .filter(|m| answers(m, &id))
+                    {
+                        found = Some(message);
+                        break;
+                    }
+                }
+                let message = found.ok_or_else(|| {
+                    UpstreamError::Unavailable("no answer to initialize".to_owned())
+                })?;
+                (message, session_id)
+            }
+            _accepted => {
+                return Err(UpstreamError::Unavailable(
+                    "the upstream accepted initialize without answering it".to_owned(),
+                ));
+            }
+        };
+        let result = match message {
+            JsonRpcMessage::Response(response) => match response.result {
+                ServerResult::InitializeResult(result) => result,
+                _ => {
+                    return Err(UpstreamError::Unavailable(
+                        "the upstream answered initialize with something else".to_owned(),
+                    ));
+                }
+            },
+            JsonRpcMessage::Error(error) => return Err(UpstreamError::Rpc(error.error)),
+            _ => {
+                return Err(UpstreamError::Unavailable(
+                    "the upstream answered initialize with something else".to_owned(),
+                ));
+            }
+        };
+        let session = Session {
+            id: session_id.map(Arc::from),
+            version: version_header(&result.protocol_version),
+            info: Arc::new(ServerPeerInfo::from(result)),
+        };
+        let initialized = ClientJsonRpcMessage::Notification(JsonRpcNotification {
+            jsonrpc: JsonRpcVersion2_0,
+            notification: ClientNotification::InitializedNotification(
+                InitializedNotification::default(),
+            ),
+        });
+        let headers = self.headers(&session.version, assertion.as_ref());
+        self.http
+            .post_message(
+                Arc::clone(&self.uri),
+                initialized,
+                session.id.clone(),
+                None,
+                headers,
+            )
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(session)
+    }
+
+    fn live(&self) -> Option<Arc<Session>> {
+        self.session
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Drops `session` unless another task replaced it already.
+    fn forget(&self, session: &Arc<Session>) {
+        let mut current = self.session.write().unwrap_or_else(PoisonError::into_inner);
+        if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, session)) {
+            *current = None;
+        }
+    }
+}
+
+fn version_header(version: &ProtocolVersion) -> HeaderValue {
+    HeaderValue::from_str(version.as_str())
+        .unwrap_or_else(|_| HeaderValue::from_static("2025-11-25"))
+}
+
+/// Whether `message` is the response (or error) to request `id`.
+fn answers(message: &ServerJsonRpcMessage, id: &RequestId) -> bool {
+    match message {
+        JsonRpcMessage::Response(response) => &response.id == id,
+        JsonRpcMessage::Error(error) => error.id.as_ref() == Some(id),
+        _ => false,
+    }
+}
+
+fn unavailable(error: &dyn std::fmt::Display) -> UpstreamError {
+    UpstreamError::Unavailable(error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rmcp::model::{ErrorCode, ErrorData, JsonRpcError, JsonRpcResponse};
+
+    #[test]
+    fn only_the_answer_to_the_request_is_taken() {
+        let id = RequestId::Number(7);
+        let response = |id| {
+            ServerJsonRpcMessage::Response(JsonRpcResponse {
+                jsonrpc: JsonRpcVersion2_0,
+                id,
+                result: ServerResult::empty(()),
+            })
+        };
+        assert!(answers(&response(RequestId::Number(7)), &id));
+        assert!(!answers(&response(RequestId::Number(8)), &id));
+        let error = |id| {
+            ServerJsonRpcMessage::Error(JsonRpcError::new(
+                id,
+                ErrorData::new(ErrorCode::INTERNAL_ERROR, "no", None),
+            ))
+        };
+        assert!(answers(&error(Some(RequestId::Number(7))), &id));
+        assert!(!answers(&error(None), &id));
+    }
+
+    #[test]
+    fn the_version_header_names_the_version() {
+        assert_eq!(
+            version_header(&ProtocolVersion::V_2025_06_18),
+            HeaderValue::from_static("2025-06-18")
+        );
+    }
+}
