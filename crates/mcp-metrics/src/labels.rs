@@ -117,6 +117,38 @@ pub(crate) fn hash_str(hasher: &impl BuildHasher, s: &str) -> u64 {
     state.finish()
 }
 
+/// `a == b`, without a call into the C library for the short strings label values usually
+/// are: up to 16 bytes are compared as two (possibly overlapping) words.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    fn word<const N: usize>(s: &[u8], at: usize) -> Option<[u8; N]> {
+        s.get(at..at + N)?.try_into().ok()
+    }
+    fn words<const N: usize>(a: &[u8], b: &[u8]) -> bool {
+        let last = a.len() - N;
+        match (
+            word::<N>(a, 0),
+            word::<N>(b, 0),
+            word::<N>(a, last),
+            word::<N>(b, last),
+        ) {
+            (Some(a0), Some(b0), Some(a1), Some(b1)) => a0 == b0 && a1 == b1,
+            _ => a == b,
+        }
+    }
+    if a.len() != b.len() {
+        return false;
+    }
+    match a.len() {
+        0 => true,
+        // The first, middle and last bytes are all the bytes.
+        n @ 1..=3 => a.first() == b.first() && a.get(n / 2) == b.get(n / 2) && a.last() == b.last(),
+        4..=7 => words::<4>(a, b),
+        8..=16 => words::<8>(a, b),
+        _ => a == b,
+    }
+}
+
 type ValueMap<T> = HashMap<Arc<str>, Arc<LabelValue<T>>, foldhash::fast::RandomState>;
 
 /// The most slots of the lock-free table (1 MiB of slots); values beyond half of it go to a map.
@@ -179,10 +211,17 @@ impl<T: Default> BoundedLabels<T> {
     }
 
     /// The label value for `raw`: itself when allowed or learned, [`OTHER`] otherwise.
+    #[inline(always)]
     pub(crate) fn resolve(&self, raw: &str) -> Arc<LabelValue<T>> {
-        if let Some(v) = self.find(raw) {
-            return v;
+        match self.find(raw) {
+            Some(v) => v,
+            None => self.resolve_new(raw),
         }
+    }
+
+    /// [`Self::resolve`] of a value not (yet) in the set: learns it if there is room.
+    #[cold]
+    fn resolve_new(&self, raw: &str) -> Arc<LabelValue<T>> {
         if self.learned_len.load(Ordering::Relaxed) >= self.learn_up_to
             || !is_exportable(raw)
             || raw == OTHER
@@ -205,7 +244,7 @@ impl<T: Default> BoundedLabels<T> {
 
     /// Looks `raw` up among the allowed and learned values, without taking a lock unless the
     /// label has overflowed its table.
-    #[inline]
+    #[inline(always)]
     fn find(&self, raw: &str) -> Option<Arc<LabelValue<T>>> {
         let hash = hash_str(&self.hasher, raw);
         let mask = self.table.len() - 1;
@@ -215,7 +254,7 @@ impl<T: Default> BoundedLabels<T> {
             let Some(v) = self.table.get(i).and_then(OnceLock::get) else {
                 break;
             };
-            if v.hash == hash && *v.value == *raw {
+            if v.hash == hash && same_bytes(v.value.as_bytes(), raw.as_bytes()) {
                 return Some(Arc::clone(v));
             }
             i = (i + 1) & mask;
@@ -223,6 +262,11 @@ impl<T: Default> BoundedLabels<T> {
         if !self.has_overflow.load(Ordering::Acquire) {
             return None;
         }
+        self.find_in_overflow(raw)
+    }
+
+    #[cold]
+    fn find_in_overflow(&self, raw: &str) -> Option<Arc<LabelValue<T>>> {
         // A poisoned lock only means another thread panicked while holding it; the map itself
         // is always in a consistent state, so keep using it.
         let overflow = self.overflow.read().unwrap_or_else(|e| e.into_inner());
@@ -255,6 +299,7 @@ impl<T: Default> BoundedLabels<T> {
     }
 
     /// Like [`Self::resolve`], but an absent value is the empty label value.
+    #[inline]
     pub(crate) fn resolve_opt(&self, raw: Option<&str>) -> Arc<LabelValue<T>> {
         match raw {
             Some(v) => self.resolve(v),
@@ -399,6 +444,21 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn same_bytes_is_equality(
+            a in proptest::collection::vec(0u8..4, 0..40),
+            b in proptest::collection::vec(0u8..4, 0..40),
+        ) {
+            prop_assert_eq!(same_bytes(&a, &b), a == b);
+            prop_assert!(same_bytes(&a, &a));
+            let mut c = a.clone();
+            for i in 0..c.len() {
+                c[i] ^= 1;
+                prop_assert!(!same_bytes(&a, &c), "differs at {}", i);
+                c[i] ^= 1;
+            }
+        }
+
         #[test]
         fn any_number_of_distinct_values_yields_at_most_cap_plus_one(
             cap in 0usize..20,

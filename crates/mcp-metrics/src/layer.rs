@@ -13,8 +13,9 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Limited};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
-use tracing::Span;
 use tracing::field::Empty;
+use tracing::level_filters::{LevelFilter, STATIC_MAX_LEVEL};
+use tracing::{Level, Span};
 
 use crate::envelope::McpRequestInfo;
 use crate::families::{McpMetrics, Resolved};
@@ -290,11 +291,30 @@ fn write_hex(f: &mut std::fmt::Formatter<'_>, bytes: &[u8]) -> std::fmt::Result 
     }
 }
 
-fn finish(span: &Span, status: u16) {
-    if span.is_disabled() {
-        // No subscriber wants the span: skip looking its fields up by name.
-        return;
+/// Whether any subscriber may want the `mcp.request` span: the level check every `span!`
+/// starts with (a constant and one atomic load). Only past it is the span's callsite asked.
+#[inline(always)]
+fn span_may_be_wanted() -> bool {
+    Level::INFO <= STATIC_MAX_LEVEL && Level::INFO <= LevelFilter::current()
+}
+
+/// The request's span if a subscriber wants it: `None` otherwise, so that a request without
+/// one has no span to enter, record or close. The span is boxed so that the response future
+/// stays small for the requests that have none.
+fn request_span(
+    shared: &Shared,
+    head: Head<'_>,
+    info: Option<&McpRequestInfo>,
+) -> Option<Box<Span>> {
+    if !span_may_be_wanted() {
+        return None;
     }
+    let span = make_span(shared, head, info);
+    (!span.is_disabled()).then(|| Box::new(span))
+}
+
+/// Records the status on a live span and logs the end of the request inside it.
+fn finish_span(span: &Span, status: u16) {
     span.record("http.response.status_code", status);
     if status == 0 || status >= 500 {
         span.record("otel.status_code", "ERROR");
@@ -302,17 +322,26 @@ fn finish(span: &Span, status: u16) {
     tracing::debug!(parent: span, status, "request finished");
 }
 
-impl Shared {
-    /// Everything done before the inner service is called: label ids, the active user (the
-    /// request's start is the moment the user was active) and the span.
-    fn begin(&self, head: Head<'_>, info: Option<&McpRequestInfo>, start: u64) -> (Resolved, Span) {
-        let labels = resolve(&self.metrics, info);
-        if let Some(subject) = info.and_then(|i| i.subject.as_deref()) {
-            let at = self.metrics.clock().scaled(start);
-            self.metrics
-                .record_active_user_resolved(&labels, subject, at);
+/// What a request still has to record once its response head is ready.
+struct Pending {
+    metrics: Arc<McpMetrics>,
+    labels: Resolved,
+    /// The request's start in raw ticks of the metrics' clock.
+    start: u64,
+}
+
+impl Pending {
+    /// Records the finished request and closes its span.
+    #[inline]
+    fn record<R, E>(self, result: &Result<Response<R>, E>, span: Option<Box<Span>>) {
+        let status = match result {
+            Ok(response) => response.status().as_u16(),
+            Err(_) => 0,
+        };
+        self.metrics.end_request(&self.labels, status, self.start);
+        if let Some(span) = span {
+            finish_span(&span, status);
         }
-        (labels, make_span(self, head, info))
     }
 }
 
@@ -329,15 +358,50 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let start = self.shared.metrics.clock().raw();
-        let (labels, span) = self
-            .shared
-            .begin(Head::of(&req), req.extensions().get(), start);
-        let fut = {
-            let _entered = span.enter();
-            self.inner.call(req)
-        };
-        ResponseFuture::direct(fut, labels, span, &self.shared, start)
+        let metrics = &self.shared.metrics;
+        let start = metrics.clock().raw();
+        let labels = metrics.begin_request(req.extensions().get(), start);
+        let pending = Some(Pending {
+            metrics: Arc::clone(metrics),
+            labels,
+            start,
+        });
+        if span_may_be_wanted() {
+            return call_in_span(&mut self.inner, &self.shared, req, pending);
+        }
+        // No reference into `req` has left this function, so the request can be handed on and
+        // the inner future written into the response future without copies.
+        ResponseFuture {
+            kind: Kind::Direct {
+                fut: self.inner.call(req),
+            },
+            pending,
+            span: None,
+        }
+    }
+}
+
+/// [`Service::call`] once a subscriber may want the request's span (out of line, so that the
+/// references into the request the span takes stay out of the usual path).
+#[inline(never)]
+fn call_in_span<S, B, ResBody>(
+    inner: &mut S,
+    shared: &Shared,
+    req: Request<B>,
+    pending: Option<Pending>,
+) -> ResponseFuture<S::Future, ResBody, S::Error>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+{
+    let span = request_span(shared, Head::of(&req), req.extensions().get());
+    let fut = match span.as_deref() {
+        Some(span) => span.in_scope(|| inner.call(req)),
+        None => inner.call(req),
+    };
+    ResponseFuture {
+        kind: Kind::Direct { fut },
+        pending,
+        span,
     }
 }
 
@@ -369,14 +433,19 @@ where
                 .upper()
                 .is_some_and(|n| n <= limit as u64);
         if !parse {
-            let (labels, span) = self
-                .shared
-                .begin(Head::of(&req), req.extensions().get(), start);
-            let fut = {
-                let _entered = span.enter();
-                self.inner.call(req.map(MetricsBody::passthrough))
-            };
-            return ResponseFuture::direct(fut, labels, span, &self.shared, start);
+            let metrics = &self.shared.metrics;
+            let labels = metrics.begin_request(req.extensions().get(), start);
+            let pending = Some(Pending {
+                metrics: Arc::clone(metrics),
+                labels,
+                start,
+            });
+            return call_in_span(
+                &mut self.inner,
+                &self.shared,
+                req.map(MetricsBody::passthrough),
+                pending,
+            );
         }
         // Take the service that was driven to readiness, leave a clone in its place.
         let clone = self.inner.clone();
@@ -392,45 +461,42 @@ where
                 }
                 Err(error) => (MetricsBody::failed(error), None),
             };
-            let labels = resolve(&shared.metrics, info.as_ref());
-            let span = make_span(&shared, Head::of_parts(&parts), info.as_ref());
+            let labels = shared.metrics.begin_request(info.as_ref(), start);
+            let span = request_span(&shared, Head::of_parts(&parts), info.as_ref());
             if let Some(info) = info {
                 parts.extensions.insert(info);
             }
-            let call = {
-                let _entered = span.enter();
-                inner.call(Request::from_parts(parts, body))
+            let req = Request::from_parts(parts, body);
+            let result = match span.as_deref() {
+                Some(span) => {
+                    let call = span.in_scope(|| inner.call(req));
+                    tracing::Instrument::instrument(call, span.clone()).await
+                }
+                None => inner.call(req).await,
             };
-            let result = tracing::Instrument::instrument(call, span.clone()).await;
             Done {
                 result,
-                labels,
+                pending: Pending {
+                    metrics: Arc::clone(&shared.metrics),
+                    labels,
+                    start,
+                },
                 span,
             }
         };
         ResponseFuture {
             kind: Kind::Parsing { fut: Box::pin(fut) },
-            labels: None,
-            span: Span::none(),
-            metrics: Some(Arc::clone(&self.shared.metrics)),
-            start,
+            pending: None,
+            span: None,
         }
     }
-}
-
-fn resolve(metrics: &McpMetrics, info: Option<&McpRequestInfo>) -> Resolved {
-    metrics.resolve(
-        info.map(|i| i.method.as_str()),
-        info.and_then(|i| i.tool.as_deref()),
-        info.and_then(|i| i.tenant.as_deref()),
-    )
 }
 
 /// What the body-parsing path hands back to [`ResponseFuture`].
 struct Done<R, E> {
     result: Result<R, E>,
-    labels: Resolved,
-    span: Span,
+    pending: Pending,
+    span: Option<Box<Span>>,
 }
 
 type BoxedCall<R, E> = Pin<Box<dyn Future<Output = Done<Response<R>, E>> + Send>>;
@@ -448,24 +514,10 @@ pin_project! {
     pub struct ResponseFuture<F, R, E> {
         #[pin]
         kind: Kind<F, R, E>,
-        labels: Option<Resolved>,
-        span: Span,
-        metrics: Option<Arc<McpMetrics>>,
-        // The request's start in raw ticks of the metrics' clock.
-        start: u64,
-    }
-}
-
-impl<F, R, E> ResponseFuture<F, R, E> {
-    #[inline(always)]
-    fn direct(fut: F, labels: Resolved, span: Span, shared: &Shared, start: u64) -> Self {
-        Self {
-            kind: Kind::Direct { fut },
-            labels: Some(labels),
-            span,
-            metrics: Some(Arc::clone(&shared.metrics)),
-            start,
-        }
+        // What is left to record; taken when the response head is ready.
+        pending: Option<Pending>,
+        // The request's span, if a subscriber wants it (the parsing path keeps its own).
+        span: Option<Box<Span>>,
     }
 }
 
@@ -483,55 +535,29 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        // The response is recorded where it lies and moved only once, into the return value.
         match this.kind.project() {
             KindProj::Direct { fut } => {
-                let result = {
-                    let _entered = this.span.enter();
-                    ready!(fut.poll(cx))
+                let poll = match this.span.as_deref() {
+                    Some(span) => span.in_scope(|| fut.poll(cx)),
+                    None => fut.poll(cx),
                 };
-                if let (Some(metrics), Some(labels)) = (this.metrics.take(), this.labels.take()) {
-                    record(&metrics, &labels, this.span, *this.start, &result);
-                    if !this.span.is_disabled() {
-                        // Close the span now, not when the finished future is dropped.
-                        *this.span = Span::none();
-                    }
+                // The response is recorded where it lies: the inner poll's result is returned
+                // as it is, not moved out and back.
+                if let Poll::Ready(result) = &poll
+                    && let Some(pending) = this.pending.take()
+                {
+                    // The span closes now, not when the finished future is dropped.
+                    pending.record(result, this.span.take());
                 }
-                Poll::Ready(result)
+                poll
             }
             KindProj::Parsing { fut } => {
                 let done = ready!(fut.as_mut().poll(cx));
-                if let Some(metrics) = this.metrics.take() {
-                    record(
-                        &metrics,
-                        &done.labels,
-                        &done.span,
-                        *this.start,
-                        &done.result,
-                    );
-                }
+                done.pending.record(&done.result, done.span);
                 Poll::Ready(done.result)
             }
         }
     }
-}
-
-/// Records a finished request that started at `start` (raw ticks of the metrics' clock).
-fn record<R, E>(
-    metrics: &McpMetrics,
-    labels: &Resolved,
-    span: &Span,
-    start: u64,
-    result: &Result<Response<R>, E>,
-) {
-    let status = match result {
-        Ok(response) => response.status().as_u16(),
-        Err(_) => 0,
-    };
-    let clock = metrics.clock();
-    let elapsed = clock.delta(start, clock.raw());
-    metrics.observe_resolved(labels, status, elapsed);
-    finish(span, status);
 }
 
 pin_project! {
