@@ -306,7 +306,7 @@ impl ConcurrentUsers {
     /// Records that `user` of `tenant` was active at `now`.
     pub(crate) fn record(&self, tenant: Option<&str>, user: &str, now: Instant) {
         self.record_tenant_nanos(
-            &self.tenants.resolve_opt(tenant),
+            self.tenants.resolve_opt(tenant),
             user,
             self.nanos_since_origin(now),
         );

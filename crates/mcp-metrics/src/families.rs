@@ -717,15 +717,33 @@ pub(crate) type Tenant = LabelValue<TenantSeries>;
 /// A tool label value with its cached handles.
 type Tool = LabelValue<ToolSeries>;
 
-/// The bounded label values of one request, resolved when the request starts.
-#[derive(Debug, Clone)]
+/// The bounded label values of one request, resolved when the request starts. Tool and
+/// tenant are kept as ids and read back when the request is recorded, so a request takes no
+/// reference count on values that every request shares.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Resolved {
     method: MethodLabel,
     has_envelope: bool,
     is_tool_call: bool,
     tool_call: bool,
-    tool: Arc<Tool>,
-    tenant: Arc<Tenant>,
+    tool: u32,
+    tenant: u32,
+}
+
+impl Resolved {
+    #[inline]
+    fn new(method: Option<&str>, tool: Option<&Tool>, tenant: &Tenant) -> Self {
+        let label = MethodLabel::of(method);
+        let is_tool_call = label == MethodLabel::TOOLS_CALL;
+        Self {
+            method: label,
+            has_envelope: method.is_some(),
+            tool_call: is_tool_call && tool.is_some(),
+            is_tool_call,
+            tool: tool.map_or(0, |t| t.id()),
+            tenant: tenant.id(),
+        }
+    }
 }
 
 /// One finished request, as the layer (or any caller without tower) saw it.
@@ -993,26 +1011,6 @@ impl McpMetrics {
         Ok(openmetrics_to_prometheus_text(&self.encode()?))
     }
 
-    /// Resolves the bounded label values of a request once, so the layer can record later
-    /// without keeping the raw strings.
-    #[inline]
-    pub(crate) fn resolve(
-        &self,
-        method: Option<&str>,
-        tool: Option<&str>,
-        tenant: Option<&str>,
-    ) -> Resolved {
-        let is_tool_call = method == Some("tools/call");
-        Resolved {
-            method: MethodLabel::of(method),
-            has_envelope: method.is_some(),
-            tool_call: is_tool_call && tool.is_some(),
-            is_tool_call,
-            tool: self.tools.resolve_opt(tool),
-            tenant: self.tenants.resolve_opt(tenant),
-        }
-    }
-
     /// Resolves the request's labels and notes its subject, if any, as an active user of its
     /// tenant at `start` (raw ticks of [`Self::clock`]: the request's start is the moment the
     /// user was active).
@@ -1023,17 +1021,18 @@ impl McpMetrics {
         info: Option<&crate::envelope::McpRequestInfo>,
         start: u64,
     ) -> Resolved {
-        let labels = self.resolve(
-            info.map(|i| i.method.as_str()),
-            info.and_then(|i| i.tool.as_deref()),
-            info.and_then(|i| i.tenant.as_deref()),
-        );
+        let tool = info
+            .and_then(|i| i.tool.as_deref())
+            .map(|t| self.tools.resolve(t));
+        let tenant = self
+            .tenants
+            .resolve_opt(info.and_then(|i| i.tenant.as_deref()));
         if let Some(subject) = info.and_then(|i| i.subject.as_deref()) {
             let since_origin = self.clock.delta_as_nanos(self.users_origin_raw, start);
             self.users
-                .record_tenant_nanos(&labels.tenant, subject, since_origin);
+                .record_tenant_nanos(tenant, subject, since_origin);
         }
-        labels
+        Resolved::new(info.map(|i| i.method.as_str()), tool, tenant)
     }
 
     /// Records a request that started at `start` (raw ticks of [`Self::clock`]) and ended now
@@ -1042,7 +1041,9 @@ impl McpMetrics {
     #[inline]
     pub(crate) fn end_request(&self, labels: &Resolved, status: u16, start: u64) {
         let nanos = self.clock.delta_as_nanos(start, self.clock.raw());
-        self.observe_nanos(labels, status, nanos);
+        let tool = self.tools.by_id(labels.tool);
+        let tenant = self.tenants.by_id(labels.tenant);
+        self.observe_values(labels, tool, tenant, status, nanos);
     }
 
     /// The cached handles of (`method`, `tool`), taken from the families on first use.
@@ -1144,20 +1145,31 @@ impl McpMetrics {
     /// failure, `mcp_request_errors_total`. (`r.tenant` is not a label of these families.)
     pub fn record_request(&self, r: &RequestRecord<'_>) {
         let tool = self.tools.resolve_opt(r.tool);
-        let series = self.request_series(MethodLabel::of(r.method), &tool);
+        let series = self.request_series(MethodLabel::of(r.method), tool);
         self.record_series(series, r.status, duration_nanos(r.duration));
     }
 
     /// Everything the layer records for one request: [`Self::record_request`], plus the tool
     /// families for a `tools/call` and `mcp_tenant_activity_total`.
     pub fn observe(&self, r: &RequestRecord<'_>) {
-        let labels = self.resolve(r.method, r.tool, r.tenant);
-        self.observe_nanos(&labels, r.status, duration_nanos(r.duration));
+        let tool = r.tool.map(|t| self.tools.resolve(t));
+        let tenant = self.tenants.resolve_opt(r.tenant);
+        let labels = Resolved::new(r.method, tool, tenant);
+        let tool = tool.unwrap_or_else(|| self.tools.resolve_opt(None));
+        self.observe_values(&labels, tool, tenant, r.status, duration_nanos(r.duration));
     }
 
+    /// Records a request with `labels`, whose tool and tenant are `tool` and `tenant`.
     #[inline]
-    fn observe_nanos(&self, labels: &Resolved, status: u16, nanos: u64) {
-        let series = self.request_series(labels.method, &labels.tool);
+    fn observe_values(
+        &self,
+        labels: &Resolved,
+        tool: &Tool,
+        tenant: &Tenant,
+        status: u16,
+        nanos: u64,
+    ) {
+        let series = self.request_series(labels.method, tool);
         self.record_series(series, status, nanos);
         if labels.tool_call {
             let outcome = match status {
@@ -1166,7 +1178,7 @@ impl McpMetrics {
                 429 => ToolOutcome::RateLimited,
                 _ => ToolOutcome::Error,
             };
-            self.count_tool_call(&labels.tool, &labels.tenant, outcome, nanos);
+            self.count_tool_call(tool, tenant, outcome, nanos);
         }
         if labels.has_envelope {
             let activity = match status {
@@ -1175,7 +1187,7 @@ impl McpMetrics {
                 _ if labels.is_tool_call => TenantActivity::ToolCall,
                 _ => TenantActivity::Request,
             };
-            self.count_tenant_activity(&labels.tenant, activity);
+            self.count_tenant_activity(tenant, activity);
         }
     }
 
@@ -1318,7 +1330,7 @@ impl McpMetrics {
     ) {
         let tool = self.tools.resolve(tool);
         let tenant = self.tenants.resolve_opt(tenant);
-        self.count_tool_call(&tool, &tenant, outcome, duration_nanos(duration));
+        self.count_tool_call(tool, tenant, outcome, duration_nanos(duration));
     }
 
     /// Counts one authentication (`mcp_auth_events_total` and `mcp_auth_attempts_total`).
@@ -1417,7 +1429,7 @@ impl McpMetrics {
 
     /// Counts tenant activity.
     pub fn record_tenant_activity(&self, tenant: Option<&str>, activity: TenantActivity) {
-        self.count_tenant_activity(&self.tenants.resolve_opt(tenant), activity);
+        self.count_tenant_activity(self.tenants.resolve_opt(tenant), activity);
     }
 
     /// Notes that `user` of `tenant` was active now. The user id is hashed into a fixed-size

@@ -54,7 +54,8 @@ fn secs_f64(nanos: u64) -> f64 {
 /// to the same bucket whether it is observed in nanoseconds or as `Duration::as_secs_f64`.
 /// `secs_f64` never decreases, so the durations under a bound are exactly `0..n`.
 fn first_nanos_above(bound: f64) -> u64 {
-    if !(bound >= 0.0) {
+    // Bounds are finite (checked by the configuration); below zero, no duration fits.
+    if bound < 0.0 {
         return 0;
     }
     // A float-to-integer `as` saturates; the estimate is then off by rounding only.

@@ -324,24 +324,31 @@ fn finish_span(span: &Span, status: u16) {
 
 /// What a request still has to record once its response head is ready.
 struct Pending {
-    metrics: Arc<McpMetrics>,
+    /// The layer's shared state (whose reference count the service clones per request touch
+    /// anyway), not the metrics themselves.
+    shared: Arc<Shared>,
     labels: Resolved,
     /// The request's start in raw ticks of the metrics' clock.
     start: u64,
 }
 
 impl Pending {
-    /// Records the finished request and closes its span.
-    #[inline]
-    fn record<R, E>(self, result: &Result<Response<R>, E>, span: Option<Box<Span>>) {
-        let status = match result {
-            Ok(response) => response.status().as_u16(),
-            Err(_) => 0,
-        };
-        self.metrics.end_request(&self.labels, status, self.start);
+    /// Records the request, finished with `status`, and closes its span.
+    fn record(&self, status: u16, span: Option<Box<Span>>) {
+        self.shared
+            .metrics
+            .end_request(&self.labels, status, self.start);
         if let Some(span) = span {
             finish_span(&span, status);
         }
+    }
+}
+
+/// The status label of a finished request: the response's status, or 0 when the service failed.
+fn status_of<R, E>(result: &Result<Response<R>, E>) -> u16 {
+    match result {
+        Ok(response) => response.status().as_u16(),
+        Err(_) => 0,
     }
 }
 
@@ -362,7 +369,7 @@ where
         let start = metrics.clock().raw();
         let labels = metrics.begin_request(req.extensions().get(), start);
         let pending = Some(Pending {
-            metrics: Arc::clone(metrics),
+            shared: Arc::clone(&self.shared),
             labels,
             start,
         });
@@ -433,10 +440,12 @@ where
                 .upper()
                 .is_some_and(|n| n <= limit as u64);
         if !parse {
-            let metrics = &self.shared.metrics;
-            let labels = metrics.begin_request(req.extensions().get(), start);
+            let labels = self
+                .shared
+                .metrics
+                .begin_request(req.extensions().get(), start);
             let pending = Some(Pending {
-                metrics: Arc::clone(metrics),
+                shared: Arc::clone(&self.shared),
                 labels,
                 start,
             });
@@ -477,7 +486,7 @@ where
             Done {
                 result,
                 pending: Pending {
-                    metrics: Arc::clone(&shared.metrics),
+                    shared,
                     labels,
                     start,
                 },
@@ -541,19 +550,24 @@ where
                     Some(span) => span.in_scope(|| fut.poll(cx)),
                     None => fut.poll(cx),
                 };
-                // The response is recorded where it lies: the inner poll's result is returned
-                // as it is, not moved out and back.
+                // Only the status is read from the response, which is returned where the inner
+                // poll put it.
                 if let Poll::Ready(result) = &poll
-                    && let Some(pending) = this.pending.take()
+                    && let Some(pending) = this.pending.as_ref()
                 {
-                    // The span closes now, not when the finished future is dropped.
-                    pending.record(result, this.span.take());
+                    // A live span closes now, not when the finished future is dropped.
+                    let span = match this.span {
+                        Some(_) => this.span.take(),
+                        None => None,
+                    };
+                    pending.record(status_of(result), span);
+                    *this.pending = None;
                 }
                 poll
             }
             KindProj::Parsing { fut } => {
                 let done = ready!(fut.as_mut().poll(cx));
-                done.pending.record(&done.result, done.span);
+                done.pending.record(status_of(&done.result), done.span);
                 Poll::Ready(done.result)
             }
         }
