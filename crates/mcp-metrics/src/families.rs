@@ -1015,7 +1015,7 @@ impl McpMetrics {
     /// tenant at `start` (raw ticks of [`Self::clock`]: the request's start is the moment the
     /// user was active).
     #[cfg(feature = "tower")]
-    #[inline]
+    #[inline(always)]
     pub(crate) fn begin_request(
         &self,
         info: Option<&crate::envelope::McpRequestInfo>,
@@ -1038,7 +1038,7 @@ impl McpMetrics {
     /// Records a request that started at `start` (raw ticks of [`Self::clock`]) and ended now
     /// with `status`.
     #[cfg(feature = "tower")]
-    #[inline]
+    #[inline(always)]
     pub(crate) fn end_request(&self, labels: &Resolved, status: u16, start: u64) {
         let nanos = self.clock.delta_as_nanos(start, self.clock.raw());
         let tool = self.tools.by_id(labels.tool);
@@ -1047,7 +1047,7 @@ impl McpMetrics {
     }
 
     /// The cached handles of (`method`, `tool`), taken from the families on first use.
-    #[inline]
+    #[inline(always)]
     fn request_series<'a>(&self, method: MethodLabel, tool: &'a Tool) -> &'a RequestSeries {
         let cell = &tool.data().requests[method.index()];
         match cell.get() {
@@ -1082,7 +1082,7 @@ impl McpMetrics {
         })
     }
 
-    #[inline]
+    #[inline(always)]
     fn record_series(&self, series: &RequestSeries, status: u16, nanos: u64) {
         series.duration.observe_nanos(nanos);
         if !(1..400).contains(&status)
@@ -1160,7 +1160,7 @@ impl McpMetrics {
     }
 
     /// Records a request with `labels`, whose tool and tenant are `tool` and `tenant`.
-    #[inline]
+    #[inline(always)]
     fn observe_values(
         &self,
         labels: &Resolved,
@@ -1191,7 +1191,7 @@ impl McpMetrics {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn count_tool_call(&self, tool: &Tool, tenant: &Tenant, outcome: ToolOutcome, nanos: u64) {
         // Clamped like the histogram's observations, so the saturated thresholds are exact.
         let category = self.tool_usage.categorise(nanos.min(u64::MAX - 1));
@@ -1234,7 +1234,7 @@ impl McpMetrics {
     }
 
     /// The `mcp_tool_calls_total` counter of `outcome` among the (tool, tenant) `counters`.
-    #[inline]
+    #[inline(always)]
     fn tool_call_counter<'a>(
         &self,
         counters: &'a ToolCallCounters,
@@ -1293,7 +1293,7 @@ impl McpMetrics {
             .inc()
     }
 
-    #[inline]
+    #[inline(always)]
     fn count_tenant_activity(&self, tenant: &Tenant, activity: TenantActivity) {
         let cell = &tenant.data().activity[activity.index()];
         match cell.get() {

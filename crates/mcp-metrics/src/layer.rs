@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, Method, Request, Response, Uri};
@@ -333,14 +333,11 @@ struct Pending {
 }
 
 impl Pending {
-    /// Records the request, finished with `status`, and closes its span.
-    fn record(&self, status: u16, span: Option<Box<Span>>) {
+    /// Records the request, finished with `status`.
+    fn record(&self, status: u16) {
         self.shared
             .metrics
             .end_request(&self.labels, status, self.start);
-        if let Some(span) = span {
-            finish_span(&span, status);
-        }
     }
 }
 
@@ -358,7 +355,7 @@ where
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
+    type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -374,14 +371,12 @@ where
             start,
         });
         if span_may_be_wanted() {
-            return call_in_span(&mut self.inner, &self.shared, req, pending);
+            return call_in_span(&mut self.inner, &self.shared, req, pending, |fut| fut);
         }
         // No reference into `req` has left this function, so the request can be handed on and
         // the inner future written into the response future without copies.
         ResponseFuture {
-            kind: Kind::Direct {
-                fut: self.inner.call(req),
-            },
+            fut: self.inner.call(req),
             pending,
             span: None,
         }
@@ -389,16 +384,18 @@ where
 }
 
 /// [`Service::call`] once a subscriber may want the request's span (out of line, so that the
-/// references into the request the span takes stay out of the usual path).
+/// references into the request the span takes stay out of the usual path). `wrap` turns the
+/// inner service's future into the response future's.
 #[inline(never)]
-fn call_in_span<S, B, ResBody>(
+fn call_in_span<S, B, F>(
     inner: &mut S,
     shared: &Shared,
     req: Request<B>,
     pending: Option<Pending>,
-) -> ResponseFuture<S::Future, ResBody, S::Error>
+    wrap: impl FnOnce(S::Future) -> F,
+) -> ResponseFuture<F>
 where
-    S: Service<Request<B>, Response = Response<ResBody>>,
+    S: Service<Request<B>>,
 {
     let span = request_span(shared, Head::of(&req), req.extensions().get());
     let fut = match span.as_deref() {
@@ -406,7 +403,7 @@ where
         None => inner.call(req),
     };
     ResponseFuture {
-        kind: Kind::Direct { fut },
+        fut: wrap(fut),
         pending,
         span,
     }
@@ -423,7 +420,7 @@ where
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
+    type Future = ResponseFuture<ParseFuture<S::Future, ResBody, S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -454,6 +451,9 @@ where
                 &self.shared,
                 req.map(MetricsBody::passthrough),
                 pending,
+                |fut| ParseFuture {
+                    kind: ParseKind::Direct { fut },
+                },
             );
         }
         // Take the service that was driven to readiness, leave a clone in its place.
@@ -483,60 +483,87 @@ where
                 }
                 None => inner.call(req).await,
             };
-            Done {
-                result,
-                pending: Pending {
-                    shared,
-                    labels,
-                    start,
-                },
-                span,
+            let pending = Pending {
+                shared,
+                labels,
+                start,
+            };
+            let status = status_of(&result);
+            pending.record(status);
+            if let Some(span) = span {
+                finish_span(&span, status);
             }
+            result
         };
         ResponseFuture {
-            kind: Kind::Parsing { fut: Box::pin(fut) },
+            fut: ParseFuture {
+                kind: ParseKind::Parsing { fut: Box::pin(fut) },
+            },
             pending: None,
             span: None,
         }
     }
 }
 
-/// What the body-parsing path hands back to [`ResponseFuture`].
-struct Done<R, E> {
-    result: Result<R, E>,
-    pending: Pending,
-    span: Option<Box<Span>>,
-}
-
-type BoxedCall<R, E> = Pin<Box<dyn Future<Output = Done<Response<R>, E>> + Send>>;
+type BoxedCall<R, E> = Pin<Box<dyn Future<Output = Result<Response<R>, E>> + Send>>;
 
 pin_project! {
-    #[project = KindProj]
-    enum Kind<F, R, E> {
+    /// The inner future of a [`MetricsService`] in [`ParseBody`] mode: the inner service's
+    /// future, or the request body being read and parsed before the inner service is called
+    /// (that path records the request itself).
+    pub struct ParseFuture<F, R, E> {
+        #[pin]
+        kind: ParseKind<F, R, E>,
+    }
+}
+
+pin_project! {
+    #[project = ParseKindProj]
+    enum ParseKind<F, R, E> {
         Direct { #[pin] fut: F },
         Parsing { fut: BoxedCall<R, E> },
     }
 }
 
+impl<F, R, E> std::fmt::Debug for ParseFuture<F, R, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, R, E> Future for ParseFuture<F, R, E>
+where
+    F: Future<Output = Result<Response<R>, E>>,
+{
+    type Output = Result<Response<R>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            ParseKindProj::Direct { fut } => fut.poll(cx),
+            ParseKindProj::Parsing { fut } => fut.as_mut().poll(cx),
+        }
+    }
+}
+
 pin_project! {
     /// The future of [`MetricsService`]: records the request when the response head is ready.
-    pub struct ResponseFuture<F, R, E> {
+    pub struct ResponseFuture<F> {
         #[pin]
-        kind: Kind<F, R, E>,
+        fut: F,
         // What is left to record; taken when the response head is ready.
         pending: Option<Pending>,
-        // The request's span, if a subscriber wants it (the parsing path keeps its own).
+        // The request's span, if a subscriber wants it.
         span: Option<Box<Span>>,
     }
 }
 
-impl<F, R, E> std::fmt::Debug for ResponseFuture<F, R, E> {
+impl<F> std::fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
 
-impl<F, R, E> Future for ResponseFuture<F, R, E>
+impl<F, R, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<R>, E>>,
 {
@@ -544,33 +571,25 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        match this.kind.project() {
-            KindProj::Direct { fut } => {
-                let poll = match this.span.as_deref() {
-                    Some(span) => span.in_scope(|| fut.poll(cx)),
-                    None => fut.poll(cx),
-                };
-                // Only the status is read from the response, which is returned where the inner
-                // poll put it.
-                if let Poll::Ready(result) = &poll
-                    && let Some(pending) = this.pending.as_ref()
-                {
-                    // A live span closes now, not when the finished future is dropped.
-                    let span = match this.span {
-                        Some(_) => this.span.take(),
-                        None => None,
-                    };
-                    pending.record(status_of(result), span);
-                    *this.pending = None;
-                }
-                poll
-            }
-            KindProj::Parsing { fut } => {
-                let done = ready!(fut.as_mut().poll(cx));
-                done.pending.record(status_of(&done.result), done.span);
-                Poll::Ready(done.result)
+        let fut = this.fut;
+        let poll = match this.span.as_deref() {
+            Some(span) => span.in_scope(|| fut.poll(cx)),
+            None => fut.poll(cx),
+        };
+        // Only the status is read from the response, which is returned where the inner poll
+        // put it.
+        if let Poll::Ready(result) = &poll
+            && let Some(pending) = this.pending.as_ref()
+        {
+            let status = status_of(result);
+            pending.record(status);
+            *this.pending = None;
+            // A live span closes now, not when the finished future is dropped.
+            if let Some(span) = this.span.take() {
+                finish_span(&span, status);
             }
         }
+        poll
     }
 }
 

@@ -217,8 +217,8 @@ pub use exposition::{
 };
 #[cfg(feature = "tower")]
 pub use layer::{
-    BoxError, MetricsBody, MetricsLayer, MetricsService, ParseBody, Passthrough, REQUEST_ID_HEADER,
-    ResponseFuture, SESSION_HEADER, TRACEPARENT_HEADER,
+    BoxError, MetricsBody, MetricsLayer, MetricsService, ParseBody, ParseFuture, Passthrough,
+    REQUEST_ID_HEADER, ResponseFuture, SESSION_HEADER, TRACEPARENT_HEADER,
 };
 
 #[cfg(feature = "logging")]
