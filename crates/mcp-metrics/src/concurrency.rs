@@ -314,7 +314,7 @@ impl ConcurrentUsers {
 
     /// Records that `user` of the resolved `tenant` was active `since_origin` nanoseconds after
     /// the origin (the layer reads them from its own clock).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn record_tenant_nanos(&self, tenant: &Tenant, user: &str, since_origin: u64) {
         let hash = hash_str(&self.hasher, user);
         let (epoch, index) = self.slot_at(since_origin);
@@ -482,6 +482,26 @@ mod tests {
         let later = t0 + Duration::from_secs(15 * 60);
         users.record(Some("acme"), "bob", later);
         assert_eq!(users.estimate("acme", "15m", later), Some(1.0));
+    }
+
+    #[test]
+    fn recordings_out_of_time_order_land_in_their_own_slots() {
+        let (users, t0) = users(4);
+        let t5 = t0 + Duration::from_secs(300);
+        // Epoch 5 becomes the cached slot, then an earlier time must not be counted in it.
+        users.record(Some("acme"), "late", t5);
+        users.record(Some("acme"), "early", t0 + Duration::from_secs(200));
+        users.record(Some("acme"), "late-2", t5 + Duration::from_secs(59));
+        assert_eq!(users.slot_at(users.nanos_since_origin(t5)), (5, 5));
+        let one = users.estimate("acme", "1m", t5);
+        assert!(close(one, 2.0), "{one:?}");
+        let five = users.estimate("acme", "5m", t5);
+        assert!(close(five, 3.0), "{five:?}");
+        // The slot index wraps around the ring (15 slots): epoch 17 lies at index 2.
+        let t17 = t0 + Duration::from_secs(17 * 60 + 1);
+        assert_eq!(users.slot_at(users.nanos_since_origin(t17)), (17, 2));
+        assert_eq!(users.slot_at(users.nanos_since_origin(t17)), (17, 2));
+        assert_eq!(users.slot_at(0), (0, 0));
     }
 
     #[test]

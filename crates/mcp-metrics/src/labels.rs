@@ -18,7 +18,7 @@ pub const MAX_LABEL_VALUE_LEN: usize = 64;
 /// are learned, and every later new value is reported as [`OTHER`]. A value is also folded
 /// into [`OTHER`] when it is empty, longer than [`MAX_LABEL_VALUE_LEN`] bytes, or contains a
 /// character outside `[A-Za-z0-9_.:@/+-]` (so a stray token, URL or e-mail-like free text is not
-/// exported as a series).
+/// exported as a series). Whatever the limit, a label takes at most 2^32 - 3 values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LabelLimit {
     allowed: Vec<String>,
