@@ -129,11 +129,9 @@ impl TenantRing {
         }
     }
 
-    fn insert(&self, epoch: u64, hash: u64) {
-        let len = self.slots.len() as u64;
-        let Some(index) = epoch.checked_rem(len).and_then(|i| usize::try_from(i).ok()) else {
-            return;
-        };
+    /// Adds `hash` to the sketch of `epoch`, which lies at `index` in the ring.
+    #[inline]
+    fn insert(&self, epoch: u64, index: usize, hash: u64) {
         let Some(slot) = self.slots.get(index) else {
             return;
         };
@@ -144,15 +142,21 @@ impl TenantRing {
                 // A newer epoch owns the slot: this item's window is over.
                 return;
             }
-            let _reset = self.reset.lock().unwrap_or_else(|e| e.into_inner());
-            if slot.epoch.load(Ordering::Acquire) < tag {
-                for register in slot.registers.iter() {
-                    register.store(0, Ordering::Relaxed);
-                }
-                slot.epoch.store(tag, Ordering::Release);
-            }
+            self.claim(slot, tag);
         }
         insert_atomic(&slot.registers, self.precision, hash);
+    }
+
+    /// Clears `slot` for the epoch tagged `tag`, unless another thread already did.
+    #[cold]
+    fn claim(&self, slot: &Slot, tag: u64) {
+        let _reset = self.reset.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.epoch.load(Ordering::Acquire) < tag {
+            for register in slot.registers.iter() {
+                register.store(0, Ordering::Relaxed);
+            }
+            slot.epoch.store(tag, Ordering::Release);
+        }
     }
 
     /// Estimates for each window (sorted by slot count), merging from the newest slot back.
@@ -192,7 +196,6 @@ pub(crate) struct UserRing(OnceLock<Arc<TenantRing>>);
 /// Distinct users per tenant over sliding windows. User ids are hashed, never stored.
 #[derive(Debug)]
 pub(crate) struct ConcurrentUsers {
-    slot: Duration,
     /// The slot length in nanoseconds (at least 1).
     slot_nanos: u64,
     precision: u8,
@@ -201,10 +204,9 @@ pub(crate) struct ConcurrentUsers {
     windows: Vec<Window>,
     primary: usize,
     origin: Instant,
-    /// `origin` on the quanta clock the layer times requests with (all quanta clocks of a
-    /// process share one calibration, so they agree).
-    #[cfg(feature = "tower")]
-    origin_clock: quanta::Instant,
+    /// The slot last recorded into, as `epoch << 8 | index in the ring` (epochs below 2^56): a
+    /// recording in the same slot reuses it instead of dividing twice.
+    current: AtomicU64,
     /// Seeded per process; a quality (well-mixed) hash, as HyperLogLog reads its top and low bits.
     hasher: foldhash::quality::RandomState,
     tenants: Arc<BoundedLabels<TenantSeries>>,
@@ -256,67 +258,85 @@ impl ConcurrentUsers {
         let windows: Vec<Window> = windows.into_iter().map(|(_, w)| w).collect();
         let ring_len = windows.last().map_or(1, |w| w.slots);
         Ok(Self {
-            slot: config.slot,
             slot_nanos: slot_nanos_u64,
             precision: config.precision,
             ring_len,
             windows,
             primary,
             origin,
-            #[cfg(feature = "tower")]
-            origin_clock: {
-                let now = quanta::Clock::new().now();
-                now.checked_sub(origin.elapsed()).unwrap_or(now)
-            },
+            current: AtomicU64::new(0),
             hasher: foldhash::quality::RandomState::default(),
             tenants,
             rings: RwLock::new(HashMap::new()),
         })
     }
 
-    fn epoch(&self, now: Instant) -> u64 {
-        self.epoch_after(now.saturating_duration_since(self.origin))
+    /// Nanoseconds from the origin to `now` (0 before it, saturated after 584 years).
+    fn nanos_since_origin(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
     }
 
-    fn epoch_after(&self, elapsed: Duration) -> u64 {
-        // A 64-bit division whenever the elapsed time fits (584 years of nanoseconds).
-        match u64::try_from(elapsed.as_nanos()) {
-            Ok(nanos) => nanos / self.slot_nanos.max(1),
-            Err(_) => u64::try_from(elapsed.as_nanos() / self.slot.as_nanos().max(1))
-                .unwrap_or(u64::MAX - 1),
+    fn epoch(&self, now: Instant) -> u64 {
+        self.nanos_since_origin(now) / self.slot_nanos
+    }
+
+    /// The epoch `nanos` after the origin falls in and its slot in the ring: from the cached
+    /// current slot while time stays in it, by division when a new slot begins.
+    #[inline]
+    fn slot_at(&self, nanos: u64) -> (u64, usize) {
+        let current = self.current.load(Ordering::Relaxed);
+        let epoch = current >> 8;
+        // The cached epoch came from a division of some time, so `epoch * slot_nanos` fits.
+        if nanos.wrapping_sub(epoch.wrapping_mul(self.slot_nanos)) < self.slot_nanos {
+            return (epoch, (current & 0xff) as usize);
         }
+        self.new_slot(nanos)
+    }
+
+    #[cold]
+    fn new_slot(&self, nanos: u64) -> (u64, usize) {
+        let epoch = nanos / self.slot_nanos;
+        let index = epoch % u64::from(self.ring_len);
+        if epoch < 1 << 56 {
+            self.current.store(epoch << 8 | index, Ordering::Relaxed);
+        }
+        (epoch, usize::try_from(index).unwrap_or(0))
     }
 
     /// Records that `user` of `tenant` was active at `now`.
     pub(crate) fn record(&self, tenant: Option<&str>, user: &str, now: Instant) {
-        self.record_tenant(&self.tenants.resolve_opt(tenant), user, now);
-    }
-
-    /// Records that `user` of the resolved `tenant` was active at `now`.
-    pub(crate) fn record_tenant(&self, tenant: &Tenant, user: &str, now: Instant) {
-        self.record_in_epoch(tenant, user, self.epoch(now));
-    }
-
-    /// [`Self::record_tenant`] at `now` read from a [`quanta::Clock`] (the layer's clock).
-    #[cfg(feature = "tower")]
-    pub(crate) fn record_tenant_at_clock(&self, tenant: &Tenant, user: &str, now: quanta::Instant) {
-        self.record_in_epoch(
-            tenant,
+        self.record_tenant_nanos(
+            self.tenants.resolve_opt(tenant),
             user,
-            self.epoch_after(now.saturating_duration_since(self.origin_clock)),
+            self.nanos_since_origin(now),
         );
     }
 
-    fn record_in_epoch(&self, tenant: &Tenant, user: &str, epoch: u64) {
+    /// Records that `user` of the resolved `tenant` was active `since_origin` nanoseconds after
+    /// the origin (the layer reads them from its own clock).
+    #[inline(always)]
+    pub(crate) fn record_tenant_nanos(&self, tenant: &Tenant, user: &str, since_origin: u64) {
         let hash = hash_str(&self.hasher, user);
-        let ring = tenant.data().users.0.get_or_init(|| {
+        let (epoch, index) = self.slot_at(since_origin);
+        let cell = &tenant.data().users.0;
+        match cell.get() {
+            Some(ring) => ring,
+            None => self.new_ring(cell, tenant),
+        }
+        .insert(epoch, index, hash);
+    }
+
+    /// The tenant's ring, made on its first user (out of line: the hot path only tests `cell`).
+    #[cold]
+    #[inline(never)]
+    fn new_ring<'a>(&self, cell: &'a OnceLock<Arc<TenantRing>>, tenant: &Tenant) -> &'a TenantRing {
+        cell.get_or_init(|| {
             let mut rings = self.rings.write().unwrap_or_else(|e| e.into_inner());
             let ring = rings
                 .entry(Arc::clone(tenant.value()))
                 .or_insert_with(|| Arc::new(TenantRing::new(self.ring_len, self.precision)));
             Arc::clone(ring)
-        });
-        ring.insert(epoch, hash);
+        })
     }
 
     /// Per tenant, the estimated distinct users for each window (in the order of `self.windows`).
@@ -462,6 +482,26 @@ mod tests {
         let later = t0 + Duration::from_secs(15 * 60);
         users.record(Some("acme"), "bob", later);
         assert_eq!(users.estimate("acme", "15m", later), Some(1.0));
+    }
+
+    #[test]
+    fn recordings_out_of_time_order_land_in_their_own_slots() {
+        let (users, t0) = users(4);
+        let t5 = t0 + Duration::from_secs(300);
+        // Epoch 5 becomes the cached slot, then an earlier time must not be counted in it.
+        users.record(Some("acme"), "late", t5);
+        users.record(Some("acme"), "early", t0 + Duration::from_secs(200));
+        users.record(Some("acme"), "late-2", t5 + Duration::from_secs(59));
+        assert_eq!(users.slot_at(users.nanos_since_origin(t5)), (5, 5));
+        let one = users.estimate("acme", "1m", t5);
+        assert!(close(one, 2.0), "{one:?}");
+        let five = users.estimate("acme", "5m", t5);
+        assert!(close(five, 3.0), "{five:?}");
+        // The slot index wraps around the ring (15 slots): epoch 17 lies at index 2.
+        let t17 = t0 + Duration::from_secs(17 * 60 + 1);
+        assert_eq!(users.slot_at(users.nanos_since_origin(t17)), (17, 2));
+        assert_eq!(users.slot_at(users.nanos_since_origin(t17)), (17, 2));
+        assert_eq!(users.slot_at(0), (0, 0));
     }
 
     #[test]

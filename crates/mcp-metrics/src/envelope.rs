@@ -170,9 +170,12 @@ impl MethodLabel {
     /// How many method labels there are: the known methods, `other` and `http`.
     pub(crate) const COUNT: usize = KNOWN_METHODS.len() + 2;
     const OTHER: Self = Self(KNOWN_METHODS.len() as u8);
+    /// `tools/call`.
+    pub(crate) const TOOLS_CALL: Self = Self(3);
     const HTTP: Self = Self(KNOWN_METHODS.len() as u8 + 1);
 
     /// The label of an MCP method, or of a request without an envelope (`None`).
+    #[inline(always)]
     pub(crate) fn of(method: Option<&str>) -> Self {
         let Some(m) = method else {
             return Self::HTTP;
@@ -246,6 +249,7 @@ mod tests {
     #[test]
     fn method_labels_are_bounded() {
         let label = |m| MethodLabel::of(m).as_str();
+        assert_eq!(MethodLabel::TOOLS_CALL.as_str(), "tools/call");
         assert_eq!(label(Some("tools/call")), "tools/call");
         assert_eq!(label(Some("made/up")), "other");
         assert_eq!(label(None), "http");

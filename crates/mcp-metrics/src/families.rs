@@ -15,7 +15,7 @@ use crate::concurrency::{
     UserRing,
 };
 use crate::envelope::MethodLabel;
-use crate::histogram::AtomicHistogram;
+use crate::histogram::{AtomicHistogram, Bounds};
 use crate::labels::{BoundedLabels, LabelLimit, LabelValue};
 use crate::process::ProcessCollector;
 
@@ -376,6 +376,36 @@ impl ToolUsageThresholds {
     }
 }
 
+/// [`ToolUsageThresholds`] in whole nanoseconds (saturated at `u64::MAX`).
+#[derive(Debug, Clone, Copy)]
+struct NanosThresholds([u64; 3]);
+
+impl NanosThresholds {
+    fn new(t: &ToolUsageThresholds) -> Self {
+        Self([t.quick, t.normal, t.extended].map(duration_nanos))
+    }
+
+    /// [`ToolUsageThresholds::categorise`] of a duration of `nanos` ns, for `nanos` below
+    /// `u64::MAX` (where the saturated thresholds compare like the durations).
+    fn categorise(self, nanos: u64) -> DurationCategory {
+        let [quick, normal, extended] = self.0;
+        if nanos < quick {
+            DurationCategory::QuickAction
+        } else if nanos < normal {
+            DurationCategory::NormalUsage
+        } else if nanos < extended {
+            DurationCategory::ExtendedUsage
+        } else {
+            DurationCategory::LongOperation
+        }
+    }
+}
+
+/// A duration in whole nanoseconds, saturated at `u64::MAX` (584 years).
+fn duration_nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// Configuration of [`McpMetrics`].
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -481,21 +511,21 @@ pub enum MetricsConfigError {
     Concurrency(#[from] ConcurrencyConfigError),
 }
 
-fn check_buckets(buckets: &[f64], name: &'static str) -> Result<Arc<[f64]>, MetricsConfigError> {
+fn check_buckets(buckets: &[f64], name: &'static str) -> Result<Bounds, MetricsConfigError> {
     let increasing = buckets.windows(2).all(|w| matches!(w, [a, b] if a < b));
     if buckets.is_empty() || !increasing || buckets.iter().any(|b| !b.is_finite()) {
         return Err(MetricsConfigError::Buckets(name));
     }
-    Ok(Arc::from(buckets))
+    Ok(Bounds::new(buckets))
 }
 
 /// Makes histograms with fixed buckets (a named type: `Family` needs a `Debug` constructor).
 #[derive(Debug, Clone)]
-pub(crate) struct Buckets(Arc<[f64]>);
+pub(crate) struct Buckets(Bounds);
 
 impl MetricConstructor<AtomicHistogram> for Buckets {
     fn new_metric(&self) -> AtomicHistogram {
-        AtomicHistogram::new(Arc::clone(&self.0))
+        AtomicHistogram::new(self.0.clone())
     }
 }
 
@@ -632,6 +662,22 @@ struct RequestSeries {
     errors: [OnceLock<Counter>; ErrorType::COUNT],
 }
 
+/// `cell.get_or_init(Default::default)` with the initialisation out of line, so the hot path
+/// is a load and a branch.
+#[inline(always)]
+fn get_or_default<T: Default>(cell: &OnceLock<T>) -> &T {
+    match cell.get() {
+        Some(value) => value,
+        None => init_default(cell),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn init_default<T: Default>(cell: &OnceLock<T>) -> &T {
+    cell.get_or_init(T::default)
+}
+
 /// `mcp_tool_calls_total` handles of one (tool, tenant) pair, by outcome.
 type ToolCallCounters = [OnceLock<Counter>; ToolOutcome::COUNT];
 
@@ -671,15 +717,33 @@ pub(crate) type Tenant = LabelValue<TenantSeries>;
 /// A tool label value with its cached handles.
 type Tool = LabelValue<ToolSeries>;
 
-/// The bounded label values of one request, resolved when the request starts.
-#[derive(Debug, Clone)]
+/// The bounded label values of one request, resolved when the request starts. Tool and
+/// tenant are kept as ids and read back when the request is recorded, so a request takes no
+/// reference count on values that every request shares.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Resolved {
     method: MethodLabel,
     has_envelope: bool,
     is_tool_call: bool,
     tool_call: bool,
-    tool: Arc<Tool>,
-    tenant: Arc<Tenant>,
+    tool: u32,
+    tenant: u32,
+}
+
+impl Resolved {
+    #[inline]
+    fn new(method: Option<&str>, tool: Option<&Tool>, tenant: &Tenant) -> Self {
+        let label = MethodLabel::of(method);
+        let is_tool_call = label == MethodLabel::TOOLS_CALL;
+        Self {
+            method: label,
+            has_envelope: method.is_some(),
+            tool_call: is_tool_call && tool.is_some(),
+            is_tool_call,
+            tool: tool.map_or(0, |t| t.id()),
+            tenant: tenant.id(),
+        }
+    }
 }
 
 /// One finished request, as the layer (or any caller without tower) saw it.
@@ -708,10 +772,13 @@ pub struct McpMetrics {
     tenants: Arc<BoundedLabels<TenantSeries>>,
     tools: BoundedLabels<ToolSeries>,
     pools: BoundedLabels,
-    tool_usage: ToolUsageThresholds,
+    tool_usage: NanosThresholds,
     users: Arc<ConcurrentUsers>,
     #[cfg(feature = "tower")]
     clock: quanta::Clock,
+    /// The origin of the concurrent-user slots in raw ticks of `clock`.
+    #[cfg(feature = "tower")]
+    users_origin_raw: u64,
 
     auth_events: Family<AuthEventLabels, Counter>,
     auth_attempts: Family<AuthAttemptLabels, Counter>,
@@ -747,6 +814,11 @@ impl McpMetrics {
         let tool_buckets = Buckets(check_buckets(&config.tool_buckets, "tool_buckets")?);
         let session_buckets = Buckets(check_buckets(&config.session_buckets, "session_buckets")?);
         let tenants = Arc::new(BoundedLabels::new(&config.tenants));
+        #[cfg(feature = "tower")]
+        let clock = quanta::Clock::new();
+        // The users' origin on both clocks, read together.
+        #[cfg(feature = "tower")]
+        let users_origin_raw = clock.raw();
         let users = Arc::new(ConcurrentUsers::new(
             &config.concurrency,
             Arc::clone(&tenants),
@@ -758,10 +830,12 @@ impl McpMetrics {
             tools: BoundedLabels::new(&config.tools),
             pools: BoundedLabels::new(&config.pools),
             tenants,
-            tool_usage: config.tool_usage,
+            tool_usage: NanosThresholds::new(&config.tool_usage),
             users,
             #[cfg(feature = "tower")]
-            clock: quanta::Clock::new(),
+            clock,
+            #[cfg(feature = "tower")]
+            users_origin_raw,
             auth_events: Family::default(),
             auth_attempts: Family::default(),
             auth_rate_limited: Family::default(),
@@ -937,28 +1011,62 @@ impl McpMetrics {
         Ok(openmetrics_to_prometheus_text(&self.encode()?))
     }
 
-    /// Resolves the bounded label values of a request once, so the layer can record later
-    /// without keeping the raw strings.
-    pub(crate) fn resolve(
+    /// Resolves the request's labels and notes its subject, if any, as an active user of its
+    /// tenant at `start` (raw ticks of [`Self::clock`]: the request's start is the moment the
+    /// user was active).
+    #[cfg(feature = "tower")]
+    #[inline(always)]
+    pub(crate) fn begin_request(
         &self,
-        method: Option<&str>,
-        tool: Option<&str>,
-        tenant: Option<&str>,
+        info: Option<&crate::envelope::McpRequestInfo>,
+        start: u64,
     ) -> Resolved {
-        let is_tool_call = method == Some("tools/call");
-        Resolved {
-            method: MethodLabel::of(method),
-            has_envelope: method.is_some(),
-            tool_call: is_tool_call && tool.is_some(),
-            is_tool_call,
-            tool: self.tools.resolve_opt(tool),
-            tenant: self.tenants.resolve_opt(tenant),
+        let tool = info
+            .and_then(|i| i.tool.as_deref())
+            .map(|t| self.tools.resolve(t));
+        let tenant = self
+            .tenants
+            .resolve_opt(info.and_then(|i| i.tenant.as_deref()));
+        if let Some(subject) = info.and_then(|i| i.subject.as_deref()) {
+            let since_origin = self.clock.delta_as_nanos(self.users_origin_raw, start);
+            self.users
+                .record_tenant_nanos(tenant, subject, since_origin);
         }
+        Resolved::new(info.map(|i| i.method.as_str()), tool, tenant)
+    }
+
+    /// Records a request that started at `start` (raw ticks of [`Self::clock`]) and ended now
+    /// with `status`.
+    #[cfg(feature = "tower")]
+    #[inline(always)]
+    pub(crate) fn end_request(&self, labels: &Resolved, status: u16, start: u64) {
+        let nanos = self.clock.delta_as_nanos(start, self.clock.raw());
+        let tool = self.tools.by_id(labels.tool);
+        let tenant = self.tenants.by_id(labels.tenant);
+        self.observe_values(labels, tool, tenant, status, nanos);
     }
 
     /// The cached handles of (`method`, `tool`), taken from the families on first use.
+    #[inline(always)]
     fn request_series<'a>(&self, method: MethodLabel, tool: &'a Tool) -> &'a RequestSeries {
-        tool.data().requests[method.index()].get_or_init(|| {
+        let cell = &tool.data().requests[method.index()];
+        match cell.get() {
+            Some(series) => series,
+            None => self.new_request_series(cell, method, tool),
+        }
+    }
+
+    // The first use of a cell is out of line (also below): the hot path only loads and tests
+    // it, without laying out an initialising closure's captures first.
+    #[cold]
+    #[inline(never)]
+    fn new_request_series<'a>(
+        &self,
+        cell: &'a OnceLock<Box<RequestSeries>>,
+        method: MethodLabel,
+        tool: &Tool,
+    ) -> &'a RequestSeries {
+        cell.get_or_init(|| {
             Box::new(RequestSeries {
                 method,
                 tool: Arc::clone(tool.value()),
@@ -974,55 +1082,95 @@ impl McpMetrics {
         })
     }
 
-    fn record_series(&self, series: &RequestSeries, status: u16, duration: Duration) {
-        series.duration.observe(duration.as_secs_f64());
-        if let Some(error_type) = ErrorType::from_status(status) {
-            series.errors[error_type.index()]
-                .get_or_init(|| {
-                    self.request_errors.get_or_create_owned(&ErrorLabels {
-                        method: series.method.as_str(),
-                        tool: Arc::clone(&series.tool),
-                        error_type,
-                    })
-                })
-                .inc();
+    #[inline(always)]
+    fn record_series(&self, series: &RequestSeries, status: u16, nanos: u64) {
+        series.duration.observe_nanos(nanos);
+        if !(1..400).contains(&status)
+            && let Some(error_type) = ErrorType::from_status(status)
+        {
+            self.count_error(series, error_type);
         }
-        let labels = || RequestLabels {
-            method: series.method.as_str(),
-            tool: Arc::clone(&series.tool),
-            status: StatusLabel(status),
-        };
         for slot in &series.statuses {
             // An empty slot is claimed for this status; a slot another thread claimed first for
             // a different status is skipped.
-            let (slot_status, counter) =
-                slot.get_or_init(|| (status, self.requests.get_or_create_owned(&labels())));
+            let (slot_status, counter) = match slot.get() {
+                Some(claimed) => claimed,
+                None => self.claim_status_slot(slot, series, status),
+            };
             if *slot_status == status {
                 counter.inc();
                 return;
             }
         }
-        self.requests.get_or_create(&labels()).inc();
+        self.requests
+            .get_or_create(&RequestLabels {
+                method: series.method.as_str(),
+                tool: Arc::clone(&series.tool),
+                status: StatusLabel(status),
+            })
+            .inc();
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn claim_status_slot<'a>(
+        &self,
+        slot: &'a OnceLock<(u16, Counter)>,
+        series: &RequestSeries,
+        status: u16,
+    ) -> &'a (u16, Counter) {
+        slot.get_or_init(|| {
+            let counter = self.requests.get_or_create_owned(&RequestLabels {
+                method: series.method.as_str(),
+                tool: Arc::clone(&series.tool),
+                status: StatusLabel(status),
+            });
+            (status, counter)
+        })
+    }
+
+    fn count_error(&self, series: &RequestSeries, error_type: ErrorType) {
+        series.errors[error_type.index()]
+            .get_or_init(|| {
+                self.request_errors.get_or_create_owned(&ErrorLabels {
+                    method: series.method.as_str(),
+                    tool: Arc::clone(&series.tool),
+                    error_type,
+                })
+            })
+            .inc();
     }
 
     /// Counts one request: `mcp_requests_total`, `mcp_request_duration_seconds` and, for a
     /// failure, `mcp_request_errors_total`. (`r.tenant` is not a label of these families.)
     pub fn record_request(&self, r: &RequestRecord<'_>) {
         let tool = self.tools.resolve_opt(r.tool);
-        let series = self.request_series(MethodLabel::of(r.method), &tool);
-        self.record_series(series, r.status, r.duration);
+        let series = self.request_series(MethodLabel::of(r.method), tool);
+        self.record_series(series, r.status, duration_nanos(r.duration));
     }
 
     /// Everything the layer records for one request: [`Self::record_request`], plus the tool
     /// families for a `tools/call` and `mcp_tenant_activity_total`.
     pub fn observe(&self, r: &RequestRecord<'_>) {
-        let labels = self.resolve(r.method, r.tool, r.tenant);
-        self.observe_resolved(&labels, r.status, r.duration);
+        let tool = r.tool.map(|t| self.tools.resolve(t));
+        let tenant = self.tenants.resolve_opt(r.tenant);
+        let labels = Resolved::new(r.method, tool, tenant);
+        let tool = tool.unwrap_or_else(|| self.tools.resolve_opt(None));
+        self.observe_values(&labels, tool, tenant, r.status, duration_nanos(r.duration));
     }
 
-    pub(crate) fn observe_resolved(&self, labels: &Resolved, status: u16, duration: Duration) {
-        let series = self.request_series(labels.method, &labels.tool);
-        self.record_series(series, status, duration);
+    /// Records a request with `labels`, whose tool and tenant are `tool` and `tenant`.
+    #[inline(always)]
+    fn observe_values(
+        &self,
+        labels: &Resolved,
+        tool: &Tool,
+        tenant: &Tenant,
+        status: u16,
+        nanos: u64,
+    ) {
+        let series = self.request_series(labels.method, tool);
+        self.record_series(series, status, nanos);
         if labels.tool_call {
             let outcome = match status {
                 200..=399 => ToolOutcome::Success,
@@ -1030,7 +1178,7 @@ impl McpMetrics {
                 429 => ToolOutcome::RateLimited,
                 _ => ToolOutcome::Error,
             };
-            self.count_tool_call(&labels.tool, &labels.tenant, outcome, duration);
+            self.count_tool_call(tool, tenant, outcome, nanos);
         }
         if labels.has_envelope {
             let activity = match status {
@@ -1039,39 +1187,94 @@ impl McpMetrics {
                 _ if labels.is_tool_call => TenantActivity::ToolCall,
                 _ => TenantActivity::Request,
             };
-            self.count_tenant_activity(&labels.tenant, activity);
+            self.count_tenant_activity(tenant, activity);
         }
     }
 
-    fn count_tool_call(&self, tool: &Tool, tenant: &Tenant, outcome: ToolOutcome, d: Duration) {
-        let category = self.tool_usage.categorise(d);
-        tool.data().usage[category.index()]
-            .get_or_init(|| {
-                self.tool_duration.get_or_create_owned(&ToolUsageLabels {
-                    tool: Arc::clone(tool.value()),
-                    category,
-                })
-            })
-            .observe(d.as_secs_f64());
-        let inc = |counters: &ToolCallCounters| {
-            counters[outcome.index()]
-                .get_or_init(|| {
-                    self.tool_calls.get_or_create_owned(&ToolCallLabels {
-                        tool: Arc::clone(tool.value()),
-                        tenant: Arc::clone(tenant.value()),
-                        outcome,
-                    })
-                })
-                .inc();
-        };
-        let id = tenant.id() as usize;
-        if let Some(chunk) = tool.data().calls.get(id / TENANT_CHUNK) {
-            let chunk = chunk.get_or_init(Default::default);
-            if let Some(counters) = chunk.get(id % TENANT_CHUNK) {
-                inc(counters.get_or_init(Default::default));
-                return;
-            }
+    #[inline(always)]
+    fn count_tool_call(&self, tool: &Tool, tenant: &Tenant, outcome: ToolOutcome, nanos: u64) {
+        // Clamped like the histogram's observations, so the saturated thresholds are exact.
+        let category = self.tool_usage.categorise(nanos.min(u64::MAX - 1));
+        let usage = &tool.data().usage[category.index()];
+        match usage.get() {
+            Some(histogram) => histogram,
+            None => self.new_usage_histogram(usage, tool, category),
         }
+        .observe_nanos(nanos);
+        let id = tenant.id() as usize;
+        let counters = tool
+            .data()
+            .calls
+            .get(id / TENANT_CHUNK)
+            .map(get_or_default)
+            .and_then(|chunk| chunk.get(id % TENANT_CHUNK))
+            .map(get_or_default);
+        match counters {
+            Some(counters) => self
+                .tool_call_counter(counters, tool, tenant, outcome)
+                .inc(),
+            None => self.count_tool_call_beyond_chunks(tool, tenant, outcome),
+        };
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn new_usage_histogram<'a>(
+        &self,
+        cell: &'a OnceLock<AtomicHistogram>,
+        tool: &Tool,
+        category: DurationCategory,
+    ) -> &'a AtomicHistogram {
+        cell.get_or_init(|| {
+            self.tool_duration.get_or_create_owned(&ToolUsageLabels {
+                tool: Arc::clone(tool.value()),
+                category,
+            })
+        })
+    }
+
+    /// The `mcp_tool_calls_total` counter of `outcome` among the (tool, tenant) `counters`.
+    #[inline(always)]
+    fn tool_call_counter<'a>(
+        &self,
+        counters: &'a ToolCallCounters,
+        tool: &Tool,
+        tenant: &Tenant,
+        outcome: ToolOutcome,
+    ) -> &'a Counter {
+        let cell = &counters[outcome.index()];
+        match cell.get() {
+            Some(counter) => counter,
+            None => self.new_tool_call_counter(cell, tool, tenant, outcome),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn new_tool_call_counter<'a>(
+        &self,
+        cell: &'a OnceLock<Counter>,
+        tool: &Tool,
+        tenant: &Tenant,
+        outcome: ToolOutcome,
+    ) -> &'a Counter {
+        cell.get_or_init(|| {
+            self.tool_calls.get_or_create_owned(&ToolCallLabels {
+                tool: Arc::clone(tool.value()),
+                tenant: Arc::clone(tenant.value()),
+                outcome,
+            })
+        })
+    }
+
+    /// [`Self::count_tool_call`] for tenant ids from [`DIRECT_TENANTS`] on.
+    #[cold]
+    fn count_tool_call_beyond_chunks(
+        &self,
+        tool: &Tool,
+        tenant: &Tenant,
+        outcome: ToolOutcome,
+    ) -> u64 {
         // A poisoned lock only means another thread panicked while holding it; the map is
         // always consistent, so keep using it.
         let calls = &tool.data().more_calls;
@@ -1080,22 +1283,40 @@ impl McpMetrics {
             .unwrap_or_else(|e| e.into_inner())
             .get(&tenant.id())
         {
-            inc(counters);
-            return;
+            return self
+                .tool_call_counter(counters, tool, tenant, outcome)
+                .inc();
         }
         let mut calls = calls.write().unwrap_or_else(|e| e.into_inner());
-        inc(calls.entry(tenant.id()).or_default());
+        let counters = calls.entry(tenant.id()).or_default();
+        self.tool_call_counter(counters, tool, tenant, outcome)
+            .inc()
     }
 
+    #[inline(always)]
     fn count_tenant_activity(&self, tenant: &Tenant, activity: TenantActivity) {
-        tenant.data().activity[activity.index()]
-            .get_or_init(|| {
-                self.tenant_activity.get_or_create_owned(&ActivityLabels {
-                    tenant: Arc::clone(tenant.value()),
-                    activity,
-                })
+        let cell = &tenant.data().activity[activity.index()];
+        match cell.get() {
+            Some(counter) => counter,
+            None => self.new_activity_counter(cell, tenant, activity),
+        }
+        .inc();
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn new_activity_counter<'a>(
+        &self,
+        cell: &'a OnceLock<Counter>,
+        tenant: &Tenant,
+        activity: TenantActivity,
+    ) -> &'a Counter {
+        cell.get_or_init(|| {
+            self.tenant_activity.get_or_create_owned(&ActivityLabels {
+                tenant: Arc::clone(tenant.value()),
+                activity,
             })
-            .inc();
+        })
     }
 
     /// Counts a tool call (`mcp_tool_calls_total`) and its duration and category
@@ -1109,7 +1330,7 @@ impl McpMetrics {
     ) {
         let tool = self.tools.resolve(tool);
         let tenant = self.tenants.resolve_opt(tenant);
-        self.count_tool_call(&tool, &tenant, outcome, duration);
+        self.count_tool_call(tool, tenant, outcome, duration_nanos(duration));
     }
 
     /// Counts one authentication (`mcp_auth_events_total` and `mcp_auth_attempts_total`).
@@ -1208,7 +1429,7 @@ impl McpMetrics {
 
     /// Counts tenant activity.
     pub fn record_tenant_activity(&self, tenant: Option<&str>, activity: TenantActivity) {
-        self.count_tenant_activity(&self.tenants.resolve_opt(tenant), activity);
+        self.count_tenant_activity(self.tenants.resolve_opt(tenant), activity);
     }
 
     /// Notes that `user` of `tenant` was active now. The user id is hashed into a fixed-size
@@ -1220,18 +1441,6 @@ impl McpMetrics {
     /// Like [`Self::record_active_user`] at an explicit instant (for tests and replays).
     pub fn record_active_user_at(&self, tenant: Option<&str>, user: &str, at: Instant) {
         self.users.record(tenant, user, at);
-    }
-
-    /// [`Self::record_active_user_at`] for the tenant of a resolved request, at an instant of
-    /// [`Self::clock`].
-    #[cfg(feature = "tower")]
-    pub(crate) fn record_active_user_resolved(
-        &self,
-        labels: &Resolved,
-        user: &str,
-        at: quanta::Instant,
-    ) {
-        self.users.record_tenant_at_clock(&labels.tenant, user, at);
     }
 
     /// The clock the layer times requests with: the CPU's time-stamp counter where it is

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, Method, Request, Response, Uri};
@@ -13,8 +13,9 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Limited};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
-use tracing::Span;
 use tracing::field::Empty;
+use tracing::level_filters::{LevelFilter, STATIC_MAX_LEVEL};
+use tracing::{Level, Span};
 
 use crate::envelope::McpRequestInfo;
 use crate::families::{McpMetrics, Resolved};
@@ -46,8 +47,12 @@ const MAX_ID_LEN: usize = 128;
 /// way (axum, for one, boxes every body that is not its own); with [`ParseBody`] a
 /// [`MetricsBody`], which holds either the original body or the bytes this layer read.
 ///
-/// Duration is measured to the response head (streamed bodies are not waited for). A request
-/// whose future is dropped before it completes is not counted.
+/// Duration is measured to the response head (streamed bodies are not waited for), so the
+/// response and its body are handed on untouched. A request whose future is dropped before it
+/// completes is not counted.
+///
+/// The `mcp.request` span is created only when a subscriber wants it; otherwise a request
+/// costs one atomic load for it and the response future carries no span.
 #[derive(Debug, Clone)]
 pub struct MetricsLayer<M = Passthrough> {
     shared: Arc<Shared>,
@@ -290,11 +295,30 @@ fn write_hex(f: &mut std::fmt::Formatter<'_>, bytes: &[u8]) -> std::fmt::Result 
     }
 }
 
-fn finish(span: &Span, status: u16) {
-    if span.is_disabled() {
-        // No subscriber wants the span: skip looking its fields up by name.
-        return;
+/// Whether any subscriber may want the `mcp.request` span: the level check every `span!`
+/// starts with (a constant and one atomic load). Only past it is the span's callsite asked.
+#[inline(always)]
+fn span_may_be_wanted() -> bool {
+    Level::INFO <= STATIC_MAX_LEVEL && Level::INFO <= LevelFilter::current()
+}
+
+/// The request's span if a subscriber wants it: `None` otherwise, so that a request without
+/// one has no span to enter, record or close. The span is boxed so that the response future
+/// stays small for the requests that have none.
+fn request_span(
+    shared: &Shared,
+    head: Head<'_>,
+    info: Option<&McpRequestInfo>,
+) -> Option<Box<Span>> {
+    if !span_may_be_wanted() {
+        return None;
     }
+    let span = make_span(shared, head, info);
+    (!span.is_disabled()).then(|| Box::new(span))
+}
+
+/// Records the status on a live span and logs the end of the request inside it.
+fn finish_span(span: &Span, status: u16) {
     span.record("http.response.status_code", status);
     if status == 0 || status >= 500 {
         span.record("otel.status_code", "ERROR");
@@ -302,17 +326,31 @@ fn finish(span: &Span, status: u16) {
     tracing::debug!(parent: span, status, "request finished");
 }
 
-impl Shared {
-    /// Everything done before the inner service is called: label ids, the active user (the
-    /// request's start is the moment the user was active) and the span.
-    fn begin(&self, head: Head<'_>, info: Option<&McpRequestInfo>, start: u64) -> (Resolved, Span) {
-        let labels = resolve(&self.metrics, info);
-        if let Some(subject) = info.and_then(|i| i.subject.as_deref()) {
-            let at = self.metrics.clock().scaled(start);
-            self.metrics
-                .record_active_user_resolved(&labels, subject, at);
-        }
-        (labels, make_span(self, head, info))
+/// What a request still has to record once its response head is ready.
+struct Pending {
+    /// The layer's shared state (whose reference count the service clones per request touch
+    /// anyway), not the metrics themselves.
+    shared: Arc<Shared>,
+    labels: Resolved,
+    /// The request's start in raw ticks of the metrics' clock.
+    start: u64,
+}
+
+impl Pending {
+    /// Records the request, finished with `status`.
+    #[inline(always)]
+    fn record(&self, status: u16) {
+        self.shared
+            .metrics
+            .end_request(&self.labels, status, self.start);
+    }
+}
+
+/// The status label of a finished request: the response's status, or 0 when the service failed.
+fn status_of<R, E>(result: &Result<Response<R>, E>) -> u16 {
+    match result {
+        Ok(response) => response.status().as_u16(),
+        Err(_) => 0,
     }
 }
 
@@ -322,22 +360,57 @@ where
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
+    type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let start = self.shared.metrics.clock().raw();
-        let (labels, span) = self
-            .shared
-            .begin(Head::of(&req), req.extensions().get(), start);
-        let fut = {
-            let _entered = span.enter();
-            self.inner.call(req)
-        };
-        ResponseFuture::direct(fut, labels, span, &self.shared, start)
+        let metrics = &self.shared.metrics;
+        let start = metrics.clock().raw();
+        let labels = metrics.begin_request(req.extensions().get(), start);
+        let pending = Some(Pending {
+            shared: Arc::clone(&self.shared),
+            labels,
+            start,
+        });
+        if span_may_be_wanted() {
+            return call_in_span(&mut self.inner, &self.shared, req, pending, |fut| fut);
+        }
+        // No reference into `req` has left this function, so the request can be handed on and
+        // the inner future written into the response future without copies.
+        ResponseFuture {
+            fut: self.inner.call(req),
+            pending,
+            span: None,
+        }
+    }
+}
+
+/// [`Service::call`] once a subscriber may want the request's span (out of line, so that the
+/// references into the request the span takes stay out of the usual path). `wrap` turns the
+/// inner service's future into the response future's.
+#[inline(never)]
+fn call_in_span<S, B, F>(
+    inner: &mut S,
+    shared: &Shared,
+    req: Request<B>,
+    pending: Option<Pending>,
+    wrap: impl FnOnce(S::Future) -> F,
+) -> ResponseFuture<F>
+where
+    S: Service<Request<B>>,
+{
+    let span = request_span(shared, Head::of(&req), req.extensions().get());
+    let fut = match span.as_deref() {
+        Some(span) => span.in_scope(|| inner.call(req)),
+        None => inner.call(req),
+    };
+    ResponseFuture {
+        fut: wrap(fut),
+        pending,
+        span,
     }
 }
 
@@ -352,7 +425,7 @@ where
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
+    type Future = ResponseFuture<ParseFuture<S::Future, ResBody, S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -369,14 +442,24 @@ where
                 .upper()
                 .is_some_and(|n| n <= limit as u64);
         if !parse {
-            let (labels, span) = self
+            let labels = self
                 .shared
-                .begin(Head::of(&req), req.extensions().get(), start);
-            let fut = {
-                let _entered = span.enter();
-                self.inner.call(req.map(MetricsBody::passthrough))
-            };
-            return ResponseFuture::direct(fut, labels, span, &self.shared, start);
+                .metrics
+                .begin_request(req.extensions().get(), start);
+            let pending = Some(Pending {
+                shared: Arc::clone(&self.shared),
+                labels,
+                start,
+            });
+            return call_in_span(
+                &mut self.inner,
+                &self.shared,
+                req.map(MetricsBody::passthrough),
+                pending,
+                |fut| ParseFuture {
+                    kind: ParseKind::Direct { fut },
+                },
+            );
         }
         // Take the service that was driven to readiness, leave a clone in its place.
         let clone = self.inner.clone();
@@ -392,90 +475,103 @@ where
                 }
                 Err(error) => (MetricsBody::failed(error), None),
             };
-            let labels = resolve(&shared.metrics, info.as_ref());
-            let span = make_span(&shared, Head::of_parts(&parts), info.as_ref());
+            let labels = shared.metrics.begin_request(info.as_ref(), start);
+            let span = request_span(&shared, Head::of_parts(&parts), info.as_ref());
             if let Some(info) = info {
                 parts.extensions.insert(info);
             }
-            let call = {
-                let _entered = span.enter();
-                inner.call(Request::from_parts(parts, body))
+            let req = Request::from_parts(parts, body);
+            let result = match span.as_deref() {
+                Some(span) => {
+                    let call = span.in_scope(|| inner.call(req));
+                    tracing::Instrument::instrument(call, span.clone()).await
+                }
+                None => inner.call(req).await,
             };
-            let result = tracing::Instrument::instrument(call, span.clone()).await;
-            Done {
-                result,
+            let pending = Pending {
+                shared,
                 labels,
-                span,
+                start,
+            };
+            let status = status_of(&result);
+            pending.record(status);
+            if let Some(span) = span {
+                finish_span(&span, status);
             }
+            result
         };
         ResponseFuture {
-            kind: Kind::Parsing { fut: Box::pin(fut) },
-            labels: None,
-            span: Span::none(),
-            metrics: Some(Arc::clone(&self.shared.metrics)),
-            start,
+            fut: ParseFuture {
+                kind: ParseKind::Parsing { fut: Box::pin(fut) },
+            },
+            pending: None,
+            span: None,
         }
     }
 }
 
-fn resolve(metrics: &McpMetrics, info: Option<&McpRequestInfo>) -> Resolved {
-    metrics.resolve(
-        info.map(|i| i.method.as_str()),
-        info.and_then(|i| i.tool.as_deref()),
-        info.and_then(|i| i.tenant.as_deref()),
-    )
-}
-
-/// What the body-parsing path hands back to [`ResponseFuture`].
-struct Done<R, E> {
-    result: Result<R, E>,
-    labels: Resolved,
-    span: Span,
-}
-
-type BoxedCall<R, E> = Pin<Box<dyn Future<Output = Done<Response<R>, E>> + Send>>;
+type BoxedCall<R, E> = Pin<Box<dyn Future<Output = Result<Response<R>, E>> + Send>>;
 
 pin_project! {
-    #[project = KindProj]
-    enum Kind<F, R, E> {
+    /// The inner future of a [`MetricsService`] in [`ParseBody`] mode: the inner service's
+    /// future, or the request body being read and parsed before the inner service is called
+    /// (that path records the request itself).
+    pub struct ParseFuture<F, R, E> {
+        #[pin]
+        kind: ParseKind<F, R, E>,
+    }
+}
+
+pin_project! {
+    #[project = ParseKindProj]
+    enum ParseKind<F, R, E> {
         Direct { #[pin] fut: F },
         Parsing { fut: BoxedCall<R, E> },
     }
 }
 
-pin_project! {
-    /// The future of [`MetricsService`]: records the request when the response head is ready.
-    pub struct ResponseFuture<F, R, E> {
-        #[pin]
-        kind: Kind<F, R, E>,
-        labels: Option<Resolved>,
-        span: Span,
-        metrics: Option<Arc<McpMetrics>>,
-        // The request's start in raw ticks of the metrics' clock.
-        start: u64,
+impl<F, R, E> std::fmt::Debug for ParseFuture<F, R, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParseFuture").finish_non_exhaustive()
     }
 }
 
-impl<F, R, E> ResponseFuture<F, R, E> {
-    #[inline(always)]
-    fn direct(fut: F, labels: Resolved, span: Span, shared: &Shared, start: u64) -> Self {
-        Self {
-            kind: Kind::Direct { fut },
-            labels: Some(labels),
-            span,
-            metrics: Some(Arc::clone(&shared.metrics)),
-            start,
+impl<F, R, E> Future for ParseFuture<F, R, E>
+where
+    F: Future<Output = Result<Response<R>, E>>,
+{
+    type Output = Result<Response<R>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            ParseKindProj::Direct { fut } => fut.poll(cx),
+            ParseKindProj::Parsing { fut } => fut.as_mut().poll(cx),
         }
     }
 }
 
-impl<F, R, E> std::fmt::Debug for ResponseFuture<F, R, E> {
+pin_project! {
+    /// The future of [`MetricsService`]: the inner service's future `F`, and what is needed to
+    /// record the request when it yields the response head (label ids, the start time and,
+    /// only when a subscriber wants it, the boxed span). The response is returned as the inner
+    /// future produced it.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        fut: F,
+        // What is left to record; taken when the response head is ready.
+        pending: Option<Pending>,
+        // The request's span, if a subscriber wants it.
+        span: Option<Box<Span>>,
+    }
+}
+
+impl<F> std::fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
 
-impl<F, R, E> Future for ResponseFuture<F, R, E>
+impl<F, R, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<R>, E>>,
 {
@@ -483,55 +579,26 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        // The response is recorded where it lies and moved only once, into the return value.
-        match this.kind.project() {
-            KindProj::Direct { fut } => {
-                let result = {
-                    let _entered = this.span.enter();
-                    ready!(fut.poll(cx))
-                };
-                if let (Some(metrics), Some(labels)) = (this.metrics.take(), this.labels.take()) {
-                    record(&metrics, &labels, this.span, *this.start, &result);
-                    if !this.span.is_disabled() {
-                        // Close the span now, not when the finished future is dropped.
-                        *this.span = Span::none();
-                    }
-                }
-                Poll::Ready(result)
-            }
-            KindProj::Parsing { fut } => {
-                let done = ready!(fut.as_mut().poll(cx));
-                if let Some(metrics) = this.metrics.take() {
-                    record(
-                        &metrics,
-                        &done.labels,
-                        &done.span,
-                        *this.start,
-                        &done.result,
-                    );
-                }
-                Poll::Ready(done.result)
+        let fut = this.fut;
+        let poll = match this.span.as_deref() {
+            Some(span) => span.in_scope(|| fut.poll(cx)),
+            None => fut.poll(cx),
+        };
+        // Only the status is read from the response, which is returned where the inner poll
+        // put it.
+        if let Poll::Ready(result) = &poll
+            && let Some(pending) = this.pending.as_ref()
+        {
+            let status = status_of(result);
+            pending.record(status);
+            *this.pending = None;
+            // A live span closes now, not when the finished future is dropped.
+            if let Some(span) = this.span.take() {
+                finish_span(&span, status);
             }
         }
+        poll
     }
-}
-
-/// Records a finished request that started at `start` (raw ticks of the metrics' clock).
-fn record<R, E>(
-    metrics: &McpMetrics,
-    labels: &Resolved,
-    span: &Span,
-    start: u64,
-    result: &Result<Response<R>, E>,
-) {
-    let status = match result {
-        Ok(response) => response.status().as_u16(),
-        Err(_) => 0,
-    };
-    let clock = metrics.clock();
-    let elapsed = clock.delta(start, clock.raw());
-    metrics.observe_resolved(labels, status, elapsed);
-    finish(span, status);
 }
 
 pin_project! {
