@@ -18,6 +18,8 @@
 //! chain after the point of change, or who truncates its end. Keep the latest [`ChainHead`]
 //! somewhere else (a log shipper, a signed checkpoint) and pass it as the expected tip.
 
+use std::net::IpAddr;
+
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -74,12 +76,25 @@ impl ChainHead {
     }
 }
 
+/// Whether `s` holds a byte that JSON escapes (`"`, `\`, control characters). Written as a
+/// fold without an early exit, so that it compiles to a vector loop.
+fn needs_escape(s: &[u8]) -> bool {
+    s.iter().fold(false, |acc, &b| {
+        acc | (b < 0x20) | (b == b'"') | (b == b'\\')
+    })
+}
+
 /// Appends `s` as a JSON string literal, escaped exactly as `serde_json` escapes it (`"`,
 /// `\`, the short escapes `\b \f \n \r \t`, other control characters as `\u00xx`;
 /// everything else verbatim).
 fn push_json_str(out: &mut String, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push('"');
+    if !needs_escape(s.as_bytes()) {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     let mut start = 0;
     for (i, b) in s.bytes().enumerate() {
         let short = match b {
@@ -108,11 +123,71 @@ fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// Appends a value's `Display` form (integers, addresses, timestamps).
-fn push_display(out: &mut String, value: impl std::fmt::Display) {
-    use std::fmt::Write as _;
-    // Writing into a `String` cannot fail.
-    let _ = write!(out, "{value}");
+/// Appends ASCII bytes (digits, punctuation) to `out`.
+fn push_ascii(out: &mut String, bytes: &[u8]) {
+    out.extend(bytes.iter().map(|&b| char::from(b)));
+}
+
+/// Appends the decimal form of `v` (what `Display` writes, without the formatting machinery).
+fn push_u64(out: &mut String, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    push_ascii(out, &buf[at..]);
+}
+
+/// Appends the decimal form of `v`.
+fn push_i64(out: &mut String, v: i64) {
+    if v < 0 {
+        out.push('-');
+    }
+    push_u64(out, v.unsigned_abs());
+}
+
+/// Appends a client address as `Display` writes it (IPv4 without the formatting machinery).
+fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_u64(out, u64::from(octet));
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::fmt::Write as _;
+            // Writing into a `String` cannot fail.
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+/// The lower-case hex form of a SHA-256 digest.
+fn hex_digest(digest: &[u8; 32]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = [0u8; 64];
+    for (pair, &b) in text.chunks_exact_mut(2).zip(digest) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 0xf)];
+    }
+    // Hex digits are ASCII: the conversion never replaces anything and copies once.
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+/// `,"name":` for a member name that needs no escaping, built at compile time, so that
+/// starting a member is one copy.
+macro_rules! member {
+    ($name:literal) => {
+        concat!(",\"", $name, "\":")
+    };
 }
 
 /// Writes the members of one JSON object, inserting the separators.
@@ -127,26 +202,27 @@ impl<'a> Members<'a> {
         Self { out, first: true }
     }
 
-    /// Starts member `key` (a plain ASCII name that needs no escaping) and returns the
-    /// buffer for its value.
-    fn key(&mut self, key: &str) -> &mut String {
-        if !self.first {
-            self.out.push(',');
-        }
+    /// Starts a member and returns the buffer for its value. `member` is the member's
+    /// separator and quoted name as built by [`member!`] (`,"name":`); the separator is left
+    /// out for the first member.
+    fn key(&mut self, member: &str) -> &mut String {
+        let text = if self.first {
+            member.get(1..).unwrap_or_default()
+        } else {
+            member
+        };
+        self.out.push_str(text);
         self.first = false;
-        self.out.push('"');
-        self.out.push_str(key);
-        self.out.push_str("\":");
         self.out
     }
 
-    fn str(&mut self, key: &str, value: &str) {
-        push_json_str(self.key(key), value);
+    fn str(&mut self, member: &str, value: &str) {
+        push_json_str(self.key(member), value);
     }
 
-    fn opt_str(&mut self, key: &str, value: Option<&str>) {
+    fn opt_str(&mut self, member: &str, value: Option<&str>) {
         if let Some(v) = value {
-            self.str(key, v);
+            self.str(member, v);
         }
     }
 
@@ -185,7 +261,11 @@ pub fn write_canonical(value: &Value, out: &mut String) {
         Value::String(s) => push_json_str(out, s),
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => push_display(out, n),
+        Value::Number(n) => {
+            use std::fmt::Write as _;
+            // Writing into a `String` cannot fail.
+            let _ = write!(out, "{n}");
+        }
     }
 }
 
@@ -198,63 +278,66 @@ fn write_event_canonical(event: &AuditEvent, out: &mut String) {
     let mut m = Members::open(out);
     let action = &event.action;
     if !action.is_empty() {
-        let mut a = Members::open(m.key("action"));
+        let mut a = Members::open(m.key(member!("action")));
         if let Some(args) = &action.arguments {
-            write_canonical(args, a.key("arguments"));
+            write_canonical(args, a.key(member!("arguments")));
         }
-        a.opt_str("method", action.method.as_deref());
-        a.opt_str("target", action.target.as_deref());
-        a.opt_str("target_kind", action.target_kind.map(TargetKind::as_str));
+        a.opt_str(member!("method"), action.method.as_deref());
+        a.opt_str(member!("target"), action.target.as_deref());
+        a.opt_str(
+            member!("target_kind"),
+            action.target_kind.map(TargetKind::as_str),
+        );
         a.close();
     }
     let actor = &event.actor;
     if !actor.is_empty() {
-        let mut a = Members::open(m.key("actor"));
-        a.opt_str("api_key_id", actor.api_key_id.as_deref());
-        a.opt_str("auth_method", actor.auth_method.as_deref());
-        a.opt_str("subject", actor.subject.as_deref());
-        a.opt_str("tenant", actor.tenant.as_deref());
+        let mut a = Members::open(m.key(member!("actor")));
+        a.opt_str(member!("api_key_id"), actor.api_key_id.as_deref());
+        a.opt_str(member!("auth_method"), actor.auth_method.as_deref());
+        a.opt_str(member!("subject"), actor.subject.as_deref());
+        a.opt_str(member!("tenant"), actor.tenant.as_deref());
         a.close();
     }
-    m.str("category", event.category.as_str());
+    m.str(member!("category"), event.category.as_str());
     if let Some(chain) = &event.chain {
-        let mut c = Members::open(m.key("chain"));
-        c.str("prev_hash", &chain.prev_hash);
-        push_display(c.key("seq"), chain.seq);
-        c.str("stream", &chain.stream);
+        let mut c = Members::open(m.key(member!("chain")));
+        c.str(member!("prev_hash"), &chain.prev_hash);
+        push_u64(c.key(member!("seq")), chain.seq);
+        c.str(member!("stream"), &chain.stream);
         c.close();
     }
     if let Some(ip) = event.client_ip {
-        let out = m.key("client_ip");
+        let out = m.key(member!("client_ip"));
         out.push('"');
-        push_display(out, ip);
+        push_ip(out, ip);
         out.push('"');
     }
-    m.opt_str("decision", event.decision.map(Decision::as_str));
+    m.opt_str(member!("decision"), event.decision.map(Decision::as_str));
     let mut id = Uuid::encode_buffer();
-    m.str("id", event.id.hyphenated().encode_lower(&mut id));
+    m.str(member!("id"), event.id.hyphenated().encode_lower(&mut id));
     if let Some(outcome) = &event.outcome {
-        let mut o = Members::open(m.key("outcome"));
+        let mut o = Members::open(m.key(member!("outcome")));
         if let Some(code) = outcome.code {
-            push_display(o.key("code"), code);
+            push_i64(o.key(member!("code")), code);
         }
         if let Some(latency) = outcome.latency_us {
-            push_display(o.key("latency_us"), latency);
+            push_u64(o.key(member!("latency_us")), latency);
         }
-        o.str("status", outcome.status.as_str());
+        o.str(member!("status"), outcome.status.as_str());
         o.close();
     }
-    m.opt_str("reason", event.reason.as_deref());
-    m.opt_str("request_id", event.request_id.as_deref());
-    push_display(m.key("schema"), event.schema);
-    m.opt_str("session_id", event.session_id.as_deref());
-    m.str("severity", event.severity.as_str());
-    let out = m.key("time");
+    m.opt_str(member!("reason"), event.reason.as_deref());
+    m.opt_str(member!("request_id"), event.request_id.as_deref());
+    push_u64(m.key(member!("schema")), u64::from(event.schema));
+    m.opt_str(member!("session_id"), event.session_id.as_deref());
+    m.str(member!("severity"), event.severity.as_str());
+    let out = m.key(member!("time"));
     out.push('"');
-    push_display(out, event.time);
+    push_ascii(out, &event.time.rfc3339());
     out.push('"');
-    m.opt_str("trace_id", event.trace_id.as_deref());
-    m.opt_str("user_agent", event.user_agent.as_deref());
+    m.opt_str(member!("trace_id"), event.trace_id.as_deref());
+    m.opt_str(member!("user_agent"), event.user_agent.as_deref());
     m.close();
 }
 
@@ -277,7 +360,7 @@ fn event_hash_with(event: &AuditEvent, scratch: &mut String) -> String {
     let mut hasher = Sha256::new();
     hasher.update(DOMAIN);
     hasher.update(scratch.as_bytes());
-    hex::encode(hasher.finalize())
+    hex_digest(&hasher.finalize().into())
 }
 
 /// What kind of tampering was found.

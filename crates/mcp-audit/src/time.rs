@@ -107,19 +107,41 @@ fn days_in_month(year: i64, month: u32) -> u32 {
     }
 }
 
-impl fmt::Display for Timestamp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+/// Writes `v` as decimal digits right-aligned in `out`, zero-padded to its length.
+fn put_digits(out: &mut [u8], mut v: u64) {
+    for slot in out.iter_mut().rev() {
+        *slot = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+}
+
+impl Timestamp {
+    /// The RFC 3339 form written by `Display`, `YYYY-MM-DDTHH:MM:SS.ffffffZ`, as ASCII bytes
+    /// (the year has four digits everywhere in the representable range), built without the
+    /// formatting machinery: the hash chain writes one per event.
+    pub(crate) fn rfc3339(self) -> [u8; 27] {
         let (y, mo, d) = self.date();
         let in_day = self.0.rem_euclid(MICROS_PER_DAY);
         let secs = in_day / MICROS_PER_SEC;
         let micros = in_day % MICROS_PER_SEC;
-        write!(
-            f,
-            "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-            secs / 3600,
-            secs / 60 % 60,
-            secs % 60
-        )
+        let mut out = *b"0000-00-00T00:00:00.000000Z";
+        // Every value is non-negative and fits its field (years 0000..=9999).
+        let field = |v: i64| u64::try_from(v).unwrap_or(0);
+        put_digits(&mut out[0..4], field(y));
+        put_digits(&mut out[5..7], u64::from(mo));
+        put_digits(&mut out[8..10], u64::from(d));
+        put_digits(&mut out[11..13], field(secs / 3600));
+        put_digits(&mut out[14..16], field(secs / 60 % 60));
+        put_digits(&mut out[17..19], field(secs % 60));
+        put_digits(&mut out[20..26], field(micros));
+        out
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = self.rfc3339();
+        f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
     }
 }
 

