@@ -176,7 +176,7 @@ async fn sqlite_store_times_out_on_a_saturated_class() {
         .sql(
             SqliteClassConfig::with_options("write", options)
                 .size(1)
-                .acquire_timeout(Duration::from_millis(100)),
+                .acquire_timeout(Duration::from_millis(500)),
         )
         .sampler(SamplerConfig::manual())
         .build()
@@ -246,7 +246,7 @@ async fn pg_store_on_classes() {
 
 #[tokio::test]
 async fn pg_store_keeps_to_the_applied_limit() {
-    with_pg_set("limit", Duration::from_millis(200), |set| async move {
+    with_pg_set("limit", Duration::from_secs(2), |set| async move {
         // The class's limit (2 of at most 4) bounds the parallel copies, not the pool's 4.
         let store =
             AuditStore::postgres(set.postgres("write").unwrap().clone()).write_connections(8);
@@ -275,7 +275,7 @@ async fn store_errors_keep_the_class_of_a_timeout() {
         .sql(
             SqliteClassConfig::with_options("read", options)
                 .size(1)
-                .acquire_timeout(Duration::from_millis(100)),
+                .acquire_timeout(Duration::from_millis(500)),
         )
         .sampler(SamplerConfig::manual())
         .build()
