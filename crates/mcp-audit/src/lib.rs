@@ -16,7 +16,9 @@
 //! * [`chain`]: every event is hash-chained; [`chain::verify`] finds the first modified,
 //!   deleted or inserted event.
 //! * [`AuditStore`] (features `sqlite`, `postgres`): migrations, filtered queries with
-//!   keyset pagination and tenant scoping, JSON-lines and CSV export, retention purge.
+//!   keyset pagination and tenant scoping, JSON-lines and CSV export, retention purge. It
+//!   takes its connections from a [`ConnectionSource`]: a sqlx pool, or an mcp-pool class
+//!   (feature `pool`) whose statistics then count every acquire of the store.
 //!
 //! ```
 //! use mcp_audit::{AuditEvent, AuditLogger, Category, Decision, JsonlSink, JsonlSinkConfig};
@@ -72,6 +74,7 @@
 //! | --- | --- | --- |
 //! | `sqlite` | no | [`AuditStore`] on SQLite (sqlx, bundled SQLite) |
 //! | `postgres` | no | [`AuditStore`] on PostgreSQL (sqlx, rustls) |
+//! | `pool` | no | [`ConnectionSource`] for `mcp_pool::SqlClass` (an mcp-pool class of the enabled backends) |
 //! | `full` | no | all of the above |
 //!
 //! The logger, the redactor, the hash chain and the tracing, JSONL and fan-out sinks need no
@@ -105,7 +108,7 @@ pub use redact::{ArgumentsPolicy, DEFAULT_KEY_PATTERNS, NUL_REPLACEMENT, REDACTE
 pub use sink::{AuditSink, FanOut, FsyncPolicy, JsonlSink, JsonlSinkConfig, TracingSink};
 #[cfg(feature = "sql")]
 pub use store::{
-    AuditFilter, AuditStore, DEFAULT_RETENTION, ExportFormat, MIGRATIONS_TABLE, Order, Page,
-    PageRequest, Retention, Scope,
+    AuditFilter, AuditStore, ConnectionSource, DEFAULT_RETENTION, ExportFormat, MIGRATIONS_TABLE,
+    Order, Page, PageRequest, Retention, Scope,
 };
 pub use time::{ParseTimestampError, Timestamp};

@@ -56,8 +56,9 @@
 //! | --- | --- | --- |
 //! | `jwks` | yes | fetch keys from JWKS URLs and OIDC / RFC 8414 discovery (reqwest, rustls) |
 //! | `redis` | no | revocation store and refresh-token store on Redis |
-//! | `sqlite` | no | API-key store on SQLite (sqlx) |
-//! | `postgres` | no | API-key store on PostgreSQL (sqlx) |
+//! | `sqlite` | no | API-key store on SQLite (sqlx); the [`sql`] helpers of the SQL stores |
+//! | `postgres` | no | API-key store on PostgreSQL (sqlx); the [`sql`] helpers of the SQL stores |
+//! | `pool` | no | `sql::ConnectionSource` for `mcp_pool::SqlClass`: the API-key store's connections through an mcp-pool class |
 //! | `axum` | no | axum extractor for [`Principal`], `IntoResponse` for [`AuthRejection`], the metadata router |
 //! | `full` | no | all of the above |
 //!
@@ -82,6 +83,8 @@ pub mod refresh;
 mod rejection;
 pub mod resource;
 pub mod revocation;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub mod sql;
 pub mod token_cache;
 
 pub use api_key::{ApiKeyAuthenticator, ApiKeyManager, ApiKeyStore, MemoryApiKeyStore};

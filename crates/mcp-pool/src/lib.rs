@@ -74,9 +74,15 @@
 //! connections as they come back and closes idle ones above it, and growth waits until the
 //! budget has room counting every connection still open.
 //!
-//! [`SqlClass::pool`] hands out the sqlx pool itself for APIs that want one (an audit store,
-//! migrations); connections taken that way show in size, idle, in use, opened and closed, but
-//! not in acquires, waits and timeouts, and they bypass the applied limit.
+//! Stores take a class as their connection source: mcp-audit's `AuditStore` and
+//! mcp-auth-core's `SqlApiKeyStore` with their `pool` feature (the impls live in those
+//! crates; this one depends on neither), so their connections count in every figure and
+//! keep to the applied limit. A store speaking sqlx errors sees a [`PoolError`] converted
+//! (`From<PoolError> for sqlx::Error`): a timeout keeps the class and the wait inside an
+//! I/O error of kind `TimedOut`. [`SqlClass::pool`] hands out the sqlx pool itself for
+//! APIs that only take a pool (sqlx's migrator); connections taken that way show in size,
+//! idle, in use, opened and closed, but not in acquires, waits and timeouts, and they
+//! bypass the applied limit.
 //!
 //! A Redis class is one multiplexed `ConnectionManager` (it reconnects on its own); its
 //! limit is on handles out at once, and it never counts against the database budget.

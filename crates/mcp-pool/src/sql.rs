@@ -352,10 +352,12 @@ impl<DB: Database> SqlClass<DB> {
             .map_or(self.0.pool_max, Limiter::limit)
     }
 
-    /// The sqlx pool under the class, for APIs that take a pool (such as an audit store or
-    /// migrations). Use [`SqlClass::acquire`] where possible: connections taken from the
-    /// pool directly count in the size, idle, in-use, opened and closed figures, but not in
-    /// acquires, waits and timeouts, and they bypass the applied limit.
+    /// The sqlx pool under the class, for APIs that only take a pool (such as sqlx's
+    /// `Migrator::run`). Use [`SqlClass::acquire`] where possible (mcp-audit's `AuditStore`
+    /// and mcp-auth-core's `SqlApiKeyStore` take a class with their `pool` feature):
+    /// connections taken from the pool directly count in the size, idle, in-use, opened and
+    /// closed figures, but not in acquires, waits and timeouts, and they bypass the applied
+    /// limit.
     pub fn pool(&self) -> &Pool<DB> {
         &self.0.pool
     }
@@ -518,6 +520,26 @@ impl<DB: SqlBackend> ClassOps for SqlClass<DB> {
     }
 }
 
+/// For stores whose API speaks sqlx errors: a timeout becomes an [`std::io::ErrorKind::TimedOut`]
+/// I/O error that keeps the [`PoolError`] (class and wait) as its inner error, a closed class
+/// [`sqlx::Error::PoolClosed`], and a driver failure the driver's own error.
+impl From<PoolError> for sqlx::Error {
+    fn from(error: PoolError) -> Self {
+        match error {
+            PoolError::Closed { .. } => Self::PoolClosed,
+            PoolError::Backend { class, source } => match source.downcast::<sqlx::Error>() {
+                Ok(driver) => *driver,
+                Err(source) => {
+                    Self::Io(std::io::Error::other(PoolError::Backend { class, source }))
+                }
+            },
+            timeout @ PoolError::Timeout { .. } => {
+                Self::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, timeout))
+            }
+        }
+    }
+}
+
 /// A connection of a class. Dereferences to the driver's connection (`&mut *conn` is an
 /// sqlx executor); returned to the pool on drop.
 pub struct PooledConnection<DB: Database> {
@@ -585,6 +607,47 @@ mod tests {
         assert!(!text.contains("secret-pw"), "{text}");
         assert!(!text.contains("db.internal"), "{text}");
         assert!(text.contains("\"read\""), "{text}");
+    }
+
+    #[test]
+    fn pool_errors_become_sqlx_errors_that_keep_the_class() {
+        let timeout = sqlx::Error::from(PoolError::Timeout {
+            class: "write".into(),
+            waited: Duration::from_millis(250),
+        });
+        let sqlx::Error::Io(io) = &timeout else {
+            panic!("{timeout:?}");
+        };
+        assert_eq!(io.kind(), std::io::ErrorKind::TimedOut);
+        let inner = io.get_ref().and_then(|e| e.downcast_ref::<PoolError>());
+        assert_eq!(
+            inner.and_then(PoolError::waited),
+            Some(Duration::from_millis(250))
+        );
+        assert!(
+            timeout.to_string().contains("pool class `write` timed out"),
+            "{timeout}"
+        );
+
+        let closed = sqlx::Error::from(PoolError::Closed {
+            class: "read".into(),
+        });
+        assert!(matches!(closed, sqlx::Error::PoolClosed), "{closed:?}");
+
+        // The driver's own error comes back as it was.
+        let driver = sqlx::Error::from(PoolError::Backend {
+            class: "auth".into(),
+            source: Box::new(sqlx::Error::RowNotFound),
+        });
+        assert!(matches!(driver, sqlx::Error::RowNotFound), "{driver:?}");
+        let other = sqlx::Error::from(PoolError::Backend {
+            class: "auth".into(),
+            source: "refused".into(),
+        });
+        assert!(
+            other.to_string().contains("pool class `auth`: refused"),
+            "{other}"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use mcp_audit::Timestamp;
 use mcp_auth_core::api_key::{
     ApiKeyHasher, ApiKeyManager, ApiKeyRecord, ApiKeyStore, MemoryApiKeyStore, SqlApiKeyStore,
 };
+use mcp_auth_core::sql::ConnectionSource;
 use mcp_auth_core::{CredentialExtractor, Secret};
 use serde_json::{Value, json};
 
@@ -41,10 +42,14 @@ pub(crate) fn manager_with(
 }
 
 /// The SQL key store of `section` on `pool` (in `section.schema` on PostgreSQL), migrated.
-pub(crate) async fn sql_store(
+pub(crate) async fn sql_store<L, P>(
     section: &ApiKeysConfig,
-    pool: SqlPool,
-) -> anyhow::Result<Arc<dyn ApiKeyStore>> {
+    pool: SqlPool<L, P>,
+) -> anyhow::Result<Arc<dyn ApiKeyStore>>
+where
+    L: ConnectionSource<sqlx::Sqlite>,
+    P: ConnectionSource<sqlx::Postgres>,
+{
     let store = match pool {
         SqlPool::Sqlite(pool) => SqlApiKeyStore::sqlite(pool),
         SqlPool::Postgres(pool) => match &section.schema {

@@ -5,9 +5,11 @@
 //! database, and `auth` on the API-key database. The command line opens the same databases
 //! with the same connection options, through plain pools.
 //!
-//! The stores take sqlx pools, so their connections count in each class's size, idle, in
-//! use, opened and closed figures and in the sampled usage behind the advice, not in its
-//! acquire counters (mcp-pool's `SqlClass::pool`).
+//! The stores take the classes themselves as their connection source (the `pool` features
+//! of mcp-audit and mcp-auth-core): every connection goes through the class's `acquire`,
+//! so acquires, waits, the acquire-wait histogram and timeouts count the stores' work, and
+//! an applied limit holds them. Only a PostgreSQL API-key store in a schema of its own
+//! migrates on a connection of its own, opened with the class's connect options.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,7 +19,8 @@ use anyhow::Context as _;
 use mcp_audit::AuditStore;
 use mcp_auth_core::api_key::ApiKeyStore;
 use mcp_pool::{
-    PgClassConfig, PoolSet, SamplerConfig, SqlBackend, SqlClassConfig, SqliteClassConfig,
+    PgClass, PgClassConfig, PoolSet, SamplerConfig, SqlBackend, SqlClassConfig, SqliteClass,
+    SqliteClassConfig,
 };
 use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
@@ -33,10 +36,11 @@ pub(crate) enum Database {
     Postgres(PgConnectOptions),
 }
 
-/// A plain sqlx pool of either backend (the command line's).
-pub(crate) enum SqlPool {
-    Sqlite(sqlx::SqlitePool),
-    Postgres(sqlx::PgPool),
+/// A connection source of either backend: a plain sqlx pool (the command line's) or a
+/// class of the pool set (the serving gateway's).
+pub(crate) enum SqlPool<L = sqlx::SqlitePool, P = sqlx::PgPool> {
+    Sqlite(L),
+    Postgres(P),
 }
 
 impl Database {
@@ -122,8 +126,12 @@ pub(crate) fn api_key_database(keys: &ApiKeysConfig) -> anyhow::Result<Option<Da
     })
 }
 
-impl SqlPool {
-    /// The audit store on this pool.
+impl<L, P> SqlPool<L, P>
+where
+    L: mcp_audit::ConnectionSource<sqlx::Sqlite>,
+    P: mcp_audit::ConnectionSource<sqlx::Postgres>,
+{
+    /// The audit store on this source.
     pub(crate) fn audit_store(self) -> AuditStore {
         match self {
             Self::Sqlite(pool) => AuditStore::sqlite(pool),
@@ -200,12 +208,16 @@ fn class_on(
     }
 }
 
-/// The sqlx pool of `class` (of `database`'s backend) as a plain pool.
-fn pool_of(set: &PoolSet, class: PoolClass, database: &Database) -> anyhow::Result<SqlPool> {
+/// `class` (of `database`'s backend) as a stores' connection source.
+fn pool_of(
+    set: &PoolSet,
+    class: PoolClass,
+    database: &Database,
+) -> anyhow::Result<SqlPool<SqliteClass, PgClass>> {
     let name = class.name();
     Ok(match database {
-        Database::Sqlite(_) => SqlPool::Sqlite(set.sqlite(name)?.pool().clone()),
-        Database::Postgres(_) => SqlPool::Postgres(set.postgres(name)?.pool().clone()),
+        Database::Sqlite(_) => SqlPool::Sqlite(set.sqlite(name)?.clone()),
+        Database::Postgres(_) => SqlPool::Postgres(set.postgres(name)?.clone()),
     })
 }
 

@@ -471,6 +471,99 @@ fn pool_class<'a>(status: &'a Value, name: &str) -> &'a Value {
         .unwrap_or(&Value::Null)
 }
 
+/// Traffic on every class: tool calls (audit inserts, `write`), an API key made and used
+/// (`auth`), an audit query (`read`) and the user's activity (`analytics`).
+async fn traffic_on_every_class(gw: &Running, platform: &str, alice: &str) {
+    for _ in 0..3 {
+        assert_eq!(gw.call_as(alice, "echo", json!({"text": "p"})).await.0, 200);
+    }
+    let (status, created) = gw
+        .post(
+            &gw.token("root", "acme", "admin"),
+            "/api/v1/admin/api-keys",
+            &json!({"owner": "svc", "roles": ["user"], "scopes": ["mcp:tools"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let key = created["key"].as_str().unwrap().to_owned();
+    assert_eq!(gw.call_as(&key, "echo", json!({"text": "k"})).await.0, 200);
+    let calls = gw
+        .audit_events(platform, "tenant=acme&category=tool_call", 4)
+        .await;
+    assert_eq!(calls.len(), 4);
+    let activity = gw
+        .poll(platform, "/api/v1/admin/user-activity/alice", |b| {
+            b["requests"]["tool_calls"] == 3
+        })
+        .await;
+    assert_eq!(activity["requests"]["tool_calls"], 3, "{activity}");
+}
+
+/// The stores take their connections through the classes: each class counts acquires and
+/// their waits in its histogram, and none timed out.
+fn assert_the_stores_acquire_through_the_classes(status: &Value, backend: &str) {
+    for class in ["write", "read", "analytics", "auth"] {
+        let c = pool_class(status, class);
+        assert_eq!(c["backend"], backend, "{class}: {status}");
+        let stats = &c["stats"];
+        assert!(stats["acquires"].as_u64() >= Some(1), "{class}: {status}");
+        assert!(
+            stats["acquire_wait"]["count"].as_u64() >= Some(1),
+            "{class}: {status}"
+        );
+        assert!(stats["reuse_ratio"].is_number(), "{class}: {status}");
+        assert_eq!(stats["timeouts"], 0, "{class}: {status}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_status_counts_the_acquires_of_the_sqlite_stores() {
+    let scratch = Scratch::new("pools-sqlite");
+    let keys = api_keys(
+        &scratch,
+        &format!("store = \"sqlite\"\npath = {}", scratch.toml("keys.db")),
+    );
+    let extra = format!(
+        "[pools]\nsampler = {{ resolution_secs = 1, window_secs = 1, history_secs = 60 }}\n{keys}"
+    );
+    let mut gw = Running::start_in(scratch, &extra, None).await;
+    let path = "/api/v1/admin/connection-pool-status";
+    let platform = gw.token("ops", "acme", "platform_admin");
+    let alice = gw.token("alice", "acme", "user");
+    // Before any traffic, the read classes have served nothing; the migrations went through
+    // the write and auth classes.
+    let (status, before) = gw.get(Some(&platform), path).await;
+    assert_eq!(status, 200, "{before}");
+    for class in ["read", "analytics"] {
+        assert_eq!(
+            pool_class(&before, class)["stats"]["acquires"],
+            0,
+            "{before}"
+        );
+    }
+    for class in ["write", "auth"] {
+        assert!(
+            pool_class(&before, class)["stats"]["acquires"].as_u64() >= Some(1),
+            "{class}: {before}"
+        );
+    }
+
+    traffic_on_every_class(&gw, &platform, &alice).await;
+    let (status, after) = gw.get(Some(&platform), path).await;
+    assert_eq!(status, 200, "{after}");
+    assert_the_stores_acquire_through_the_classes(&after, "sqlite");
+    // The key's creation and its use were at least two more acquires of `auth`.
+    assert!(
+        pool_class(&after, "auth")["stats"]["acquires"].as_u64()
+            >= pool_class(&before, "auth")["stats"]["acquires"]
+                .as_u64()
+                .map(|n| n + 2),
+        "{before}\n{after}"
+    );
+    let report = gw.shutdown().await;
+    assert!(report.drained);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_status_follows_the_traffic_of_the_postgres_stores() {
     let Some(url) = service_url("MCP_TEST_POSTGRES_URL") else {
@@ -551,34 +644,15 @@ async fn pool_status_follows_the_traffic_of_the_postgres_stores() {
     }
     assert!(pool_class(&before, "write")["stats"]["opened"].as_u64() >= Some(1));
 
-    // Traffic on every class: tool calls (audit inserts), an API key made and used (auth),
-    // an audit query (read) and the user's activity (analytics).
-    for _ in 0..3 {
+    for class in ["read", "analytics"] {
         assert_eq!(
-            gw.call_as(&alice, "echo", json!({"text": "p"})).await.0,
-            200
+            pool_class(&before, class)["stats"]["acquires"],
+            0,
+            "{before}"
         );
     }
-    let (status, created) = gw
-        .post(
-            &gw.token("root", "acme", "admin"),
-            "/api/v1/admin/api-keys",
-            &json!({"owner": "svc", "roles": ["user"], "scopes": ["mcp:tools"]}),
-        )
-        .await;
-    assert_eq!(status, 201, "{created}");
-    let key = created["key"].as_str().unwrap().to_owned();
-    assert_eq!(gw.call_as(&key, "echo", json!({"text": "k"})).await.0, 200);
-    let calls = gw
-        .audit_events(&platform, "tenant=acme&category=tool_call", 4)
-        .await;
-    assert_eq!(calls.len(), 4);
-    let activity = gw
-        .poll(&platform, "/api/v1/admin/user-activity/alice", |b| {
-            b["requests"]["tool_calls"] == 3
-        })
-        .await;
-    assert_eq!(activity["requests"]["tool_calls"], 3, "{activity}");
+
+    traffic_on_every_class(&gw, &platform, &alice).await;
 
     // The read classes opened connections; the sampler (every second) recorded usage and
     // advises every class.
@@ -603,6 +677,7 @@ async fn pool_status_follows_the_traffic_of_the_postgres_stores() {
         assert!(advice["action"].is_string(), "{class}: {after}");
     }
     assert!(after["pools"]["sampler"]["background"] == true);
+    assert_the_stores_acquire_through_the_classes(&after, "postgres");
 
     // The same numbers are scraped, and readiness checks every class.
     let metrics = gw.get_anonymously("/metrics").await.text().await.unwrap();

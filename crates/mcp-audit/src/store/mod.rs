@@ -5,6 +5,7 @@ mod export;
 #[cfg(feature = "postgres")]
 mod pg_copy;
 mod query;
+mod source;
 
 use std::time::Duration;
 
@@ -19,9 +20,11 @@ use crate::sink::AuditSink;
 use crate::time::Timestamp;
 use columns::{Row, decode_row};
 use query::{Arg, Dialect, Sql};
+use source::Source;
 
 pub use export::ExportFormat;
 pub use query::{AuditFilter, Order, Page, PageRequest, Scope};
+pub use source::ConnectionSource;
 
 /// The table that records which of this crate's migrations ran (kept apart from the
 /// application's own `_sqlx_migrations`).
@@ -46,9 +49,9 @@ const PG_MIN_ROWS_PER_PART: usize = 250;
 #[derive(Debug, Clone)]
 enum Backend {
     #[cfg(feature = "sqlite")]
-    Sqlite(sqlx::SqlitePool),
+    Sqlite(Source<sqlx::Sqlite>),
     #[cfg(feature = "postgres")]
-    Postgres(sqlx::PgPool),
+    Postgres(Source<sqlx::Postgres>),
 }
 
 /// Audit events in a SQL database: a sink for the logger and the query side.
@@ -134,11 +137,12 @@ macro_rules! bind_args {
 }
 
 impl AuditStore {
-    /// A store on a SQLite pool. Use WAL mode and a file database for anything but tests.
+    /// A store on a SQLite pool (or another [`ConnectionSource`], such as an mcp-pool class
+    /// with the `pool` feature). Use WAL mode and a file database for anything but tests.
     #[cfg(feature = "sqlite")]
-    pub fn sqlite(pool: sqlx::SqlitePool) -> Self {
+    pub fn sqlite(pool: impl ConnectionSource<sqlx::Sqlite>) -> Self {
         Self {
-            backend: Backend::Sqlite(pool),
+            backend: Backend::Sqlite(Source::new(pool)),
             name: "sqlite".to_owned(),
             write_connections: 1,
         }
@@ -173,11 +177,12 @@ impl AuditStore {
         Ok(Self::sqlite(pool))
     }
 
-    /// A store on a PostgreSQL pool.
+    /// A store on a PostgreSQL pool (or another [`ConnectionSource`], such as an mcp-pool
+    /// class with the `pool` feature).
     #[cfg(feature = "postgres")]
-    pub fn postgres(pool: sqlx::PgPool) -> Self {
+    pub fn postgres(pool: impl ConnectionSource<sqlx::Postgres>) -> Self {
         Self {
-            backend: Backend::Postgres(pool),
+            backend: Backend::Postgres(Source::new(pool)),
             name: "postgres".to_owned(),
             write_connections: 1,
         }
@@ -212,18 +217,16 @@ impl AuditStore {
         match &self.backend {
             #[cfg(feature = "sqlite")]
             Backend::Sqlite(pool) => {
-                migrator(include_str!(
+                pool.migrate(&migrator(include_str!(
                     "../../migrations/sqlite/0001_create_audit_events.sql"
-                ))
-                .run(pool)
+                )))
                 .await?
             }
             #[cfg(feature = "postgres")]
             Backend::Postgres(pool) => {
-                migrator(include_str!(
+                pool.migrate(&migrator(include_str!(
                     "../../migrations/postgres/0001_create_audit_events.sql"
-                ))
-                .run(pool)
+                )))
                 .await?
             }
         }
@@ -237,7 +240,8 @@ impl AuditStore {
         match &self.backend {
             #[cfg(feature = "sqlite")]
             Backend::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
+                let mut conn = pool.acquire().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 for chunk in events.chunks(SQLITE_ROWS_PER_INSERT) {
                     let sql = sqlite_insert_sql(chunk.len());
                     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -280,7 +284,7 @@ impl AuditStore {
             Backend::Postgres(pool) => {
                 let parts = self
                     .write_connections
-                    .min(pool.options().get_max_connections() as usize)
+                    .min(pool.max_connections() as usize)
                     .max(1);
                 for chunk in events.chunks(PG_ROWS_PER_INSERT * parts) {
                     inserted += pg_insert_parallel(pool, chunk, parts).await?;
@@ -295,7 +299,7 @@ impl AuditStore {
             #[cfg(feature = "sqlite")]
             Backend::Sqlite(pool) => {
                 let q = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args);
-                q.fetch_all(pool)
+                q.fetch_all(&mut *pool.acquire().await?)
                     .await?
                     .iter()
                     .map(|r| decode_row!(r))
@@ -304,7 +308,7 @@ impl AuditStore {
             #[cfg(feature = "postgres")]
             Backend::Postgres(pool) => {
                 let q = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args);
-                q.fetch_all(pool)
+                q.fetch_all(&mut *pool.acquire().await?)
                     .await?
                     .iter()
                     .map(|r| decode_row!(r))
@@ -319,14 +323,14 @@ impl AuditStore {
             #[cfg(feature = "sqlite")]
             Backend::Sqlite(pool) => {
                 bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args)
-                    .execute(pool)
+                    .execute(&mut *pool.acquire().await?)
                     .await?
                     .rows_affected()
             }
             #[cfg(feature = "postgres")]
             Backend::Postgres(pool) => {
                 bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args)
-                    .execute(pool)
+                    .execute(&mut *pool.acquire().await?)
                     .await?
                     .rows_affected()
             }
@@ -382,13 +386,13 @@ impl AuditStore {
             #[cfg(feature = "sqlite")]
             Backend::Sqlite(pool) => {
                 bind_args!(sqlx::query_scalar(sqlx::AssertSqlSafe(text)), args)
-                    .fetch_one(pool)
+                    .fetch_one(&mut *pool.acquire().await?)
                     .await?
             }
             #[cfg(feature = "postgres")]
             Backend::Postgres(pool) => {
                 bind_args!(sqlx::query_scalar(sqlx::AssertSqlSafe(text)), args)
-                    .fetch_one(pool)
+                    .fetch_one(&mut *pool.acquire().await?)
                     .await?
             }
         };
@@ -502,7 +506,7 @@ fn sqlite_insert_sql(rows: usize) -> String {
 /// pool connection. Every part is awaited; the first error is returned after all finished.
 #[cfg(feature = "postgres")]
 async fn pg_insert_parallel(
-    pool: &sqlx::PgPool,
+    pool: &Source<sqlx::Postgres>,
     events: &[AuditEvent],
     parts: usize,
 ) -> Result<u64, sqlx::Error> {
@@ -550,13 +554,13 @@ async fn pg_insert_parallel(
 
 /// Streams binary `COPY` data into `audit_events` on one pool connection.
 #[cfg(feature = "postgres")]
-async fn pg_copy_in(pool: &sqlx::PgPool, data: Vec<u8>) -> Result<u64, sqlx::Error> {
-    use sqlx::postgres::PgPoolCopyExt;
+async fn pg_copy_in(pool: &Source<sqlx::Postgres>, data: Vec<u8>) -> Result<u64, sqlx::Error> {
     let statement = format!(
         "COPY audit_events ({}) FROM STDIN (FORMAT binary)",
         columns::COLUMNS.join(", ")
     );
-    let mut copy = pool.copy_in_raw(&statement).await?;
+    let mut conn = pool.acquire().await?;
+    let mut copy = conn.copy_in_raw(&statement).await?;
     copy.send(data).await?;
     copy.finish().await
 }
@@ -566,7 +570,10 @@ async fn pg_copy_in(pool: &sqlx::PgPool, data: Vec<u8>) -> Result<u64, sqlx::Err
 /// was not seen), the whole `COPY` fails with a unique violation and inserts nothing, and the
 /// chunk goes through the idempotent [`pg_insert_unnest`] instead.
 #[cfg(feature = "postgres")]
-async fn pg_insert(pool: &sqlx::PgPool, events: &[AuditEvent]) -> Result<u64, sqlx::Error> {
+async fn pg_insert(
+    pool: &Source<sqlx::Postgres>,
+    events: &[AuditEvent],
+) -> Result<u64, sqlx::Error> {
     match pg_copy_in(pool, pg_copy::encode(events)?).await {
         Ok(n) => Ok(n),
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
@@ -579,7 +586,10 @@ async fn pg_insert(pool: &sqlx::PgPool, events: &[AuditEvent]) -> Result<u64, sq
 /// One `INSERT ... SELECT FROM UNNEST(arrays)` per chunk: a single prepared statement
 /// whatever the batch size, and one array per column.
 #[cfg(feature = "postgres")]
-async fn pg_insert_unnest(pool: &sqlx::PgPool, events: &[AuditEvent]) -> Result<u64, sqlx::Error> {
+async fn pg_insert_unnest(
+    pool: &Source<sqlx::Postgres>,
+    events: &[AuditEvent],
+) -> Result<u64, sqlx::Error> {
     const SQL: &str = "INSERT INTO audit_events (id, ts_us, schema_version, category, severity, subject, tenant, \
         auth_method, api_key_id, method, target_kind, target, arguments, decision, reason, outcome_status, \
         outcome_code, latency_us, request_id, trace_id, session_id, client_ip, user_agent, chain_stream, \
@@ -629,7 +639,9 @@ async fn pg_insert_unnest(pool: &sqlx::PgPool, events: &[AuditEvent]) -> Result<
         prev_hash: Option<String>,
         hash: Option<String>,
     );
-    Ok(q.execute(pool).await?.rows_affected())
+    Ok(q.execute(&mut *pool.acquire().await?)
+        .await?
+        .rows_affected())
 }
 
 #[async_trait]

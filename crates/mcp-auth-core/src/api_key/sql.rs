@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
+use sqlx::migrate::Migrator;
+use sqlx::{AssertSqlSafe, Row};
 
 use super::{ApiKeyError, ApiKeyFilter, ApiKeyRecord, ApiKeyStore, ApiKeyUpdate, HASH_LEN};
+use crate::sql::{ConnectionSource, Source, single_migration};
 
 /// The table that records which of this crate's migrations ran, kept apart from
 /// `_sqlx_migrations` so an application's own sqlx migrations do not clash with ours.
@@ -21,14 +22,11 @@ const TABLE: &str = "mcp_api_keys";
 const COLUMNS: &str = "key_id, hash, owner, tenant, roles, scopes, name, created_at, \
                        expires_at, last_used_at, revoked_at, rotated_from, replaced_by";
 
-/// Longest accepted PostgreSQL schema name (PostgreSQL truncates identifiers at 63 bytes).
-#[cfg(feature = "postgres")]
-const MAX_SCHEMA_LEN: usize = 63;
-
 /// API keys in an SQL database.
 ///
 /// Build it with [`SqlApiKeyStore::sqlite`] or [`SqlApiKeyStore::postgres`] (optionally in
-/// a schema of its own with [`SqlApiKeyStore::postgres_in_schema`]), then call
+/// a schema of its own with [`SqlApiKeyStore::postgres_in_schema`]) on a sqlx pool or another
+/// [`ConnectionSource`] (an mcp-pool class with the `pool` feature), then call
 /// [`migrate`](Self::migrate) once at start-up. Times are stored as Unix epoch milliseconds.
 /// The migrations are also shipped as plain SQL under `migrations/sqlite` and
 /// `migrations/postgres` for operators who run their own migration tool.
@@ -42,9 +40,9 @@ pub struct SqlApiKeyStore {
 #[derive(Clone)]
 enum Backend {
     #[cfg(feature = "sqlite")]
-    Sqlite(sqlx::SqlitePool),
+    Sqlite(Source<sqlx::Sqlite>),
     #[cfg(feature = "postgres")]
-    Postgres(sqlx::PgPool),
+    Postgres(Source<sqlx::Postgres>),
 }
 
 /// The statements, with the (possibly schema-qualified) table name filled in.
@@ -105,7 +103,7 @@ impl fmt::Debug for SqlApiKeyStore {
     }
 }
 
-/// Runs `$body` with `$pool` bound to the concrete pool of whichever backend is in use.
+/// Runs `$body` with `$pool` bound to the connection source of whichever backend is in use.
 macro_rules! with_pool {
     ($store:expr, $pool:ident => $body:expr) => {
         match &$store.backend {
@@ -126,56 +124,43 @@ fn sql(text: &Arc<str>) -> AssertSqlSafe<Arc<str>> {
 }
 
 fn migrator(sql: &'static str) -> Migrator {
-    let mut migrator = Migrator::with_migrations(vec![Migration::new(
-        1,
-        "api keys".into(),
-        MigrationType::Simple,
-        sql.into_sql_str(),
-        false,
-    )]);
-    migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
-    migrator
+    single_migration("api keys", sql, MIGRATIONS_TABLE)
 }
 
 impl SqlApiKeyStore {
-    /// A store on an SQLite pool.
+    /// A store on an SQLite pool (or another [`ConnectionSource`]).
     #[cfg(feature = "sqlite")]
-    pub fn sqlite(pool: sqlx::SqlitePool) -> Self {
+    pub fn sqlite(pool: impl ConnectionSource<sqlx::Sqlite>) -> Self {
         Self {
-            backend: Backend::Sqlite(pool),
+            backend: Backend::Sqlite(Source::new(pool)),
             schema: None,
             queries: Arc::new(Queries::new(TABLE)),
         }
     }
 
-    /// A store on a PostgreSQL pool, using the table in the connections' `search_path`.
+    /// A store on a PostgreSQL pool (or another [`ConnectionSource`]), using the table in
+    /// the connections' `search_path`.
     #[cfg(feature = "postgres")]
-    pub fn postgres(pool: sqlx::PgPool) -> Self {
+    pub fn postgres(pool: impl ConnectionSource<sqlx::Postgres>) -> Self {
         Self {
-            backend: Backend::Postgres(pool),
+            backend: Backend::Postgres(Source::new(pool)),
             schema: None,
             queries: Arc::new(Queries::new(TABLE)),
         }
     }
 
-    /// A store on a PostgreSQL pool with its table in `schema` (lowercase letters, digits
-    /// and `_`, not starting with a digit, at most 63 characters). [`migrate`](Self::migrate)
-    /// creates the schema if needed.
+    /// A store on a PostgreSQL pool (or another [`ConnectionSource`]) with its table in
+    /// `schema` (lowercase letters, digits and `_`, not starting with a digit, at most 63
+    /// characters: [`check_schema_name`](crate::sql::check_schema_name)).
+    /// [`migrate`](Self::migrate) creates the schema if needed.
     #[cfg(feature = "postgres")]
-    pub fn postgres_in_schema(pool: sqlx::PgPool, schema: &str) -> Result<Self, ApiKeyError> {
-        let valid = !schema.is_empty()
-            && schema.len() <= MAX_SCHEMA_LEN
-            && !schema.starts_with(|c: char| c.is_ascii_digit())
-            && schema
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        if !valid {
-            return Err(ApiKeyError::InvalidConfig(
-                "schema must be 1 to 63 characters of [a-z0-9_], not starting with a digit",
-            ));
-        }
+    pub fn postgres_in_schema(
+        pool: impl ConnectionSource<sqlx::Postgres>,
+        schema: &str,
+    ) -> Result<Self, ApiKeyError> {
+        crate::sql::check_schema_name(schema).map_err(ApiKeyError::InvalidConfig)?;
         Ok(Self {
-            backend: Backend::Postgres(pool),
+            backend: Backend::Postgres(Source::new(pool)),
             schema: Some(schema.into()),
             queries: Arc::new(Queries::new(&format!("\"{schema}\".{TABLE}"))),
         })
@@ -188,39 +173,24 @@ impl SqlApiKeyStore {
             |error| ApiKeyError::store("API-key migration failed", Some(Box::new(error)));
         match &self.backend {
             #[cfg(feature = "sqlite")]
-            Backend::Sqlite(pool) => {
-                migrator(include_str!("../../migrations/sqlite/0001_api_keys.sql"))
-                    .run(pool)
-                    .await
-                    .map_err(migrate_failed)
-            }
+            Backend::Sqlite(pool) => pool
+                .migrate(&migrator(include_str!(
+                    "../../migrations/sqlite/0001_api_keys.sql"
+                )))
+                .await
+                .map_err(migrate_failed),
             #[cfg(feature = "postgres")]
             Backend::Postgres(pool) => {
                 let migrator =
                     migrator(include_str!("../../migrations/postgres/0001_api_keys.sql"));
-                let Some(schema) = &self.schema else {
-                    return migrator.run(pool).await.map_err(migrate_failed);
+                let result = match &self.schema {
+                    Some(schema) => {
+                        crate::sql::migrate_in_schema(&pool.connect_options(), schema, migrator)
+                            .await
+                    }
+                    None => pool.migrate(&migrator).await,
                 };
-                use sqlx::Connection as _;
-                sqlx::query(AssertSqlSafe(format!(
-                    "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
-                )))
-                .execute(pool)
-                .await
-                .map_err(db_error("API-key migration failed"))?;
-                // A connection of its own whose search_path puts the migration's tables (and
-                // the migrations table) into the schema, without touching pooled connections.
-                let options = (*pool.connect_options())
-                    .clone()
-                    .options([("search_path", &**schema)]);
-                let mut conn = sqlx::PgConnection::connect_with(&options)
-                    .await
-                    .map_err(db_error("API-key migration failed"))?;
-                let result = migrator.run(&mut conn).await.map_err(migrate_failed);
-                if let Err(error) = conn.close().await {
-                    tracing::debug!(%error, "closing the migration connection failed");
-                }
-                result
+                result.map_err(migrate_failed)
             }
         }
     }
@@ -297,7 +267,8 @@ impl ApiKeyStore for SqlApiKeyStore {
     async fn insert(&self, record: &ApiKeyRecord) -> Result<(), ApiKeyError> {
         let roles = set_to_json(&record.roles)?;
         let scopes = set_to_json(&record.scopes)?;
-        let result = with_pool!(self, pool => {
+        let result = with_pool!(self, pool => async {
+            let mut conn = pool.acquire().await?;
             sqlx::query(sql(&self.queries.insert))
                 .bind(&record.key_id)
                 .bind(record.hash.as_slice())
@@ -312,10 +283,11 @@ impl ApiKeyStore for SqlApiKeyStore {
                 .bind(record.revoked_at.map(to_millis))
                 .bind(record.rotated_from.as_deref())
                 .bind(record.replaced_by.as_deref())
-                .execute(pool)
+                .execute(&mut *conn)
                 .await
                 .map(drop)
-        });
+        }
+        .await);
         result.map_err(|error| {
             let duplicate = error
                 .as_database_error()
@@ -329,12 +301,14 @@ impl ApiKeyStore for SqlApiKeyStore {
     }
 
     async fn get(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, ApiKeyError> {
+        let failed = db_error("cannot read API key");
         with_pool!(self, pool => {
+            let mut conn = pool.acquire().await.map_err(failed)?;
             let row = sqlx::query(sql(&self.queries.get))
                 .bind(key_id)
-                .fetch_optional(pool)
+                .fetch_optional(&mut *conn)
                 .await
-                .map_err(db_error("cannot read API key"))?;
+                .map_err(failed)?;
             row.as_ref().map(record_from_row).transpose()
         })
     }
@@ -344,28 +318,32 @@ impl ApiKeyStore for SqlApiKeyStore {
         key_id: &str,
         update: &ApiKeyUpdate,
     ) -> Result<Option<ApiKeyRecord>, ApiKeyError> {
+        let failed = db_error("cannot update API key");
         with_pool!(self, pool => {
+            let mut conn = pool.acquire().await.map_err(failed)?;
             let row = sqlx::query(sql(&self.queries.update))
                 .bind(key_id)
                 .bind(update.revoked_at.map(to_millis))
                 .bind(update.expires_at.map(to_millis))
                 .bind(update.replaced_by.as_deref())
-                .fetch_optional(pool)
+                .fetch_optional(&mut *conn)
                 .await
-                .map_err(db_error("cannot update API key"))?;
+                .map_err(failed)?;
             row.as_ref().map(record_from_row).transpose()
         })
     }
 
     async fn list(&self, filter: &ApiKeyFilter) -> Result<Vec<ApiKeyRecord>, ApiKeyError> {
+        let failed = db_error("cannot list API keys");
         with_pool!(self, pool => {
+            let mut conn = pool.acquire().await.map_err(failed)?;
             let rows = sqlx::query(sql(&self.queries.list))
                 .bind(filter.owner.as_deref())
                 .bind(filter.tenant.as_deref())
                 .bind(i64::from(filter.effective_limit()))
-                .fetch_all(pool)
+                .fetch_all(&mut *conn)
                 .await
-                .map_err(db_error("cannot list API keys"))?;
+                .map_err(failed)?;
             rows.iter().map(record_from_row).collect()
         })
     }
@@ -376,7 +354,8 @@ impl ApiKeyStore for SqlApiKeyStore {
         }
         let failed = db_error("cannot record API-key last use");
         with_pool!(self, pool => {
-            let mut tx = pool.begin().await.map_err(&failed)?;
+            let mut conn = pool.acquire().await.map_err(&failed)?;
+            let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(&failed)?;
             for (key_id, at) in uses {
                 sqlx::query(sql(&self.queries.touch))
                     .bind(key_id)
@@ -408,11 +387,9 @@ mod tests {
             .connect_lazy("postgres://localhost/unused")
             .unwrap();
         assert!(SqlApiKeyStore::postgres_in_schema(pool.clone(), "tenant_a1").is_ok());
-        for bad in ["", "1abc", "Abc", "a\"b", "a;drop", &"a".repeat(64)] {
-            assert!(
-                SqlApiKeyStore::postgres_in_schema(pool.clone(), bad).is_err(),
-                "{bad}"
-            );
-        }
+        assert!(matches!(
+            SqlApiKeyStore::postgres_in_schema(pool, "a\";drop"),
+            Err(ApiKeyError::InvalidConfig(_))
+        ));
     }
 }

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
+use mcp_auth_core::sql::single_migration;
+use sqlx::migrate::Migrator;
+use sqlx::{AssertSqlSafe, Row};
 
 use super::{ClientStore, RegisteredClient, unix_secs};
 #[cfg(feature = "postgres")]
@@ -19,10 +20,6 @@ use crate::proxy::error::ProxyError;
 const MIGRATIONS_TABLE: &str = "_mcp_auth_azure_clients_migrations";
 
 const TABLE: &str = "mcp_oauth_clients";
-
-/// Longest accepted PostgreSQL schema name (PostgreSQL truncates identifiers at 63 bytes).
-#[cfg(feature = "postgres")]
-const MAX_SCHEMA_LEN: usize = 63;
 
 /// Registered clients in an SQL database.
 ///
@@ -109,15 +106,7 @@ fn sql(text: &Arc<str>) -> AssertSqlSafe<Arc<str>> {
 }
 
 fn migrator(sql: &'static str) -> Migrator {
-    let mut migrator = Migrator::with_migrations(vec![Migration::new(
-        1,
-        "oauth clients".into(),
-        MigrationType::Simple,
-        sql.into_sql_str(),
-        false,
-    )]);
-    migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
-    migrator
+    single_migration("oauth clients", sql, MIGRATIONS_TABLE)
 }
 
 fn secs(value: u64) -> i64 {
@@ -146,21 +135,12 @@ impl SqlClientStore {
     }
 
     /// A store on a PostgreSQL pool with its table in `schema` (lowercase letters, digits
-    /// and `_`, not starting with a digit, at most 63 characters). [`migrate`](Self::migrate)
-    /// creates the schema if needed.
+    /// and `_`, not starting with a digit, at most 63 characters:
+    /// [`check_schema_name`](mcp_auth_core::sql::check_schema_name)).
+    /// [`migrate`](Self::migrate) creates the schema if needed.
     #[cfg(feature = "postgres")]
     pub fn postgres_in_schema(pool: sqlx::PgPool, schema: &str) -> Result<Self, ConfigError> {
-        let valid = !schema.is_empty()
-            && schema.len() <= MAX_SCHEMA_LEN
-            && !schema.starts_with(|c: char| c.is_ascii_digit())
-            && schema
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        if !valid {
-            return Err(ConfigError::new(
-                "schema must be 1 to 63 characters of [a-z0-9_], not starting with a digit",
-            ));
-        }
+        mcp_auth_core::sql::check_schema_name(schema).map_err(ConfigError::new)?;
         Ok(Self {
             backend: Backend::Postgres(pool),
             schema: Some(schema.into()),
@@ -185,29 +165,16 @@ impl SqlClientStore {
                 let migrator = migrator(include_str!(
                     "../../../migrations/postgres/0001_oauth_clients.sql"
                 ));
-                let Some(schema) = &self.schema else {
-                    return migrator.run(pool).await.map_err(migrate_failed);
-                };
-                use sqlx::Connection as _;
-                sqlx::query(AssertSqlSafe(format!(
-                    "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
-                )))
-                .execute(pool)
-                .await
-                .map_err(db_error("OAuth client migration failed"))?;
-                // A connection of its own whose search_path puts the migration's tables (and
-                // the migrations table) into the schema, without touching pooled connections.
-                let options = (*pool.connect_options())
-                    .clone()
-                    .options([("search_path", &**schema)]);
-                let mut conn = sqlx::PgConnection::connect_with(&options)
+                match &self.schema {
+                    Some(schema) => mcp_auth_core::sql::migrate_in_schema(
+                        &pool.connect_options(),
+                        schema,
+                        migrator,
+                    )
                     .await
-                    .map_err(db_error("OAuth client migration failed"))?;
-                let result = migrator.run(&mut conn).await.map_err(migrate_failed);
-                if let Err(error) = conn.close().await {
-                    tracing::debug!(%error, "closing the migration connection failed");
+                    .map_err(migrate_failed),
+                    None => migrator.run(pool).await.map_err(migrate_failed),
                 }
-                result
             }
         }
     }
@@ -289,11 +256,7 @@ mod tests {
             .connect_lazy("postgres://localhost/unused")
             .unwrap();
         assert!(SqlClientStore::postgres_in_schema(pool.clone(), "tenant_a1").is_ok());
-        for bad in ["", "1abc", "Abc", "a\"b", "a;drop", &"a".repeat(64)] {
-            assert!(
-                SqlClientStore::postgres_in_schema(pool.clone(), bad).is_err(),
-                "{bad}"
-            );
-        }
+        let refused = SqlClientStore::postgres_in_schema(pool, "a\";drop").unwrap_err();
+        assert!(refused.to_string().contains("[a-z0-9_]"), "{refused}");
     }
 }
