@@ -123,16 +123,25 @@ impl RequestKeys {
         self
     }
 
-    /// The encoded storage-key part for `scope`, if the request has that identity.
-    pub(crate) fn part(&self, scope: Scope) -> Option<String> {
+    /// The storage key of rule `rule` counting by `scope` (`{rule}:{encoded part}`), if the
+    /// request has that identity; one allocation, as every rule of every request needs one.
+    pub(crate) fn key(&self, rule: &str, scope: Scope) -> Option<String> {
+        let mut key = String::with_capacity(rule.len() + 68);
+        key.push_str(rule);
+        key.push(':');
         match scope {
-            Scope::Global => Some("*".to_owned()),
-            Scope::Tenant => self.tenant.as_deref().map(encode_part),
-            Scope::User => self.user.as_deref().map(encode_part),
-            Scope::ApiKey => self.api_key.as_deref().map(hash_part),
-            Scope::ClientIp => self.client_ip.map(|ip| format!("v:{}", canonical_ip(ip))),
-            Scope::Tool => self.tool.as_deref().map(encode_part),
+            Scope::Global => key.push('*'),
+            Scope::Tenant => push_part(&mut key, self.tenant.as_deref()?),
+            Scope::User => push_part(&mut key, self.user.as_deref()?),
+            Scope::ApiKey => push_hash_part(&mut key, self.api_key.as_deref()?),
+            Scope::ClientIp => {
+                use fmt::Write as _;
+                // Writing into a String cannot fail.
+                let _ = write!(key, "v:{}", canonical_ip(self.client_ip?));
+            }
+            Scope::Tool => push_part(&mut key, self.tool.as_deref()?),
         }
+        Some(key)
     }
 }
 
@@ -148,26 +157,25 @@ pub(crate) fn canonical_ip(ip: IpAddr) -> IpAddr {
 /// Values longer than this are stored as a hash, so a request cannot make keys huge.
 const MAX_PLAIN_PART: usize = 64;
 
-/// A key part: short printable values as they are (`v:` prefix), anything else hashed
-/// (`h:` prefix), so the two forms never collide.
-pub(crate) fn encode_part(value: &str) -> String {
+/// Appends the key part of `value` to `out`: short printable values as they are (`v:`
+/// prefix), anything else hashed (`h:` prefix), so the two forms never collide.
+pub(crate) fn push_part(out: &mut String, value: &str) {
     if value.len() <= MAX_PLAIN_PART && value.bytes().all(|b| b.is_ascii_graphic()) {
-        format!("v:{value}")
+        out.push_str("v:");
+        out.push_str(value);
     } else {
-        hash_part(value)
+        push_hash_part(out, value);
     }
 }
 
-/// A key part that is always the SHA-256 of the value.
-pub(crate) fn hash_part(value: &str) -> String {
+/// Appends a key part that is always the SHA-256 of the value.
+fn push_hash_part(out: &mut String, value: &str) {
     let digest = Sha256::digest(value.as_bytes());
-    let mut out = String::with_capacity(2 + 2 * digest.len());
     out.push_str("h:");
     for b in digest.iter() {
         out.push(char::from(HEX[usize::from(b >> 4)]));
         out.push(char::from(HEX[usize::from(b & 0xf)]));
     }
-    out
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -183,14 +191,26 @@ mod tests {
             .user(long.as_str())
             .api_key("secret-key")
             .tenant("acme");
-        let user = k.part(Scope::User).unwrap();
-        assert!(user.starts_with("h:") && user.len() == 66);
-        assert_eq!(k.part(Scope::Tenant).unwrap(), "v:acme");
+        let hash_part = |value: &str| {
+            let mut out = String::new();
+            push_hash_part(&mut out, value);
+            out
+        };
+        let encode_part = |value: &str| {
+            let mut out = String::new();
+            push_part(&mut out, value);
+            out
+        };
+        let user = k.key("per_user", Scope::User).unwrap();
+        assert!(user.starts_with("per_user:h:") && user.len() == 9 + 66);
+        assert_eq!(k.key("t", Scope::Tenant).unwrap(), "t:v:acme");
         assert_ne!(encode_part(&hash_part("a")), hash_part("a"));
-        assert!(!k.part(Scope::ApiKey).unwrap().contains("secret"));
+        assert_eq!(hash_part("a").len(), 66);
+        let api_key = k.key("k", Scope::ApiKey).unwrap();
+        assert!(!api_key.contains("secret") && api_key.starts_with("k:h:"));
         assert_eq!(encode_part("two words"), hash_part("two words"));
-        assert_eq!(k.part(Scope::ClientIp), None);
-        assert_eq!(k.part(Scope::Global).unwrap(), "*");
+        assert_eq!(k.key("ip", Scope::ClientIp), None);
+        assert_eq!(k.key("global", Scope::Global).unwrap(), "global:*");
     }
 
     #[test]
@@ -204,6 +224,6 @@ mod tests {
         let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
         assert_eq!(canonical_ip(mapped), "10.1.2.3".parse::<IpAddr>().unwrap());
         let k = RequestKeys::new().client_ip(mapped);
-        assert_eq!(k.part(Scope::ClientIp).unwrap(), "v:10.1.2.3");
+        assert_eq!(k.key("ip", Scope::ClientIp).unwrap(), "ip:v:10.1.2.3");
     }
 }

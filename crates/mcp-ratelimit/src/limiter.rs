@@ -465,10 +465,8 @@ impl<S: RateLimitStore> RateLimiter<S> {
             .rules
             .iter()
             .filter_map(|rule| {
-                keys.part(rule.scope).map(|part| Planned {
-                    key: format!("{}:{}", rule.name, part),
-                    rule,
-                })
+                keys.key(&rule.name, rule.scope)
+                    .map(|key| Planned { key, rule })
             })
             .collect()
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
-use crate::keys::{canonical_ip, encode_part};
+use crate::keys::{canonical_ip, push_part};
 use crate::store::{RateLimitStore, StoreError};
 
 /// Lockout thresholds.
@@ -93,9 +93,24 @@ impl<S: RateLimitStore> LoginLockout<S> {
         }
     }
 
+    /// The store key of the pair's `what` (`failures` or `locked`), built in one allocation:
+    /// `check` runs on every authenticated request.
+    fn key(ip: IpAddr, subject: &str, what: Record) -> String {
+        use std::fmt::Write as _;
+        let mut key = String::with_capacity(128);
+        // Writing into a String cannot fail.
+        let _ = write!(key, "lockout:v:{}:", canonical_ip(ip));
+        push_part(&mut key, subject);
+        key.push(':');
+        key.push_str(what.as_str());
+        key
+    }
+
     fn keys(ip: IpAddr, subject: &str) -> (String, String) {
-        let id = format!("lockout:v:{}:{}", canonical_ip(ip), encode_part(subject));
-        (format!("{id}:failures"), format!("{id}:locked"))
+        (
+            Self::key(ip, subject, Record::Failures),
+            Self::key(ip, subject, Record::Locked),
+        )
     }
 
     /// The pair's state.
@@ -104,7 +119,7 @@ impl<S: RateLimitStore> LoginLockout<S> {
     /// When the store fails.
     pub async fn check(&self, ip: IpAddr, subject: &str) -> Result<LockoutStatus, StoreError> {
         let now = self.clock.now();
-        let (_, locked) = Self::keys(ip, subject);
+        let locked = Self::key(ip, subject, Record::Locked);
         Ok(match self.store.get_flag(&locked, now).await? {
             Some(until) => LockoutStatus::Locked {
                 retry_after: until.saturating_since(now),
@@ -155,8 +170,9 @@ impl<S: RateLimitStore> LoginLockout<S> {
     /// # Errors
     /// When the store fails.
     pub async fn record_success(&self, ip: IpAddr, subject: &str) -> Result<(), StoreError> {
-        let (failures, _) = Self::keys(ip, subject);
-        self.store.delete(&failures).await
+        self.store
+            .delete(&Self::key(ip, subject, Record::Failures))
+            .await
     }
 
     /// Lifts a lockout early (an operator action).
@@ -170,11 +186,37 @@ impl<S: RateLimitStore> LoginLockout<S> {
     }
 }
 
+/// What a lockout key holds.
+#[derive(Clone, Copy)]
+enum Record {
+    Failures,
+    Locked,
+}
+
+impl Record {
+    const fn as_str(self) -> &'static str {
+        match self {
+            Self::Failures => "failures",
+            Self::Locked => "locked",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::clock::{FakeClock, Timestamp};
     use crate::store::memory::MemoryStore;
+
+    #[test]
+    fn keys_keep_their_stored_form() {
+        let ip: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        let (failures, locked) = LoginLockout::<MemoryStore>::keys(ip, "alice");
+        assert_eq!(failures, "lockout:v:192.0.2.1:v:alice:failures");
+        assert_eq!(locked, "lockout:v:192.0.2.1:v:alice:locked");
+        let (_, hashed) = LoginLockout::<MemoryStore>::keys(ip, "two words");
+        assert!(hashed.starts_with("lockout:v:192.0.2.1:h:") && hashed.ends_with(":locked"));
+    }
 
     #[tokio::test]
     async fn locks_after_n_failures_and_expires() {

@@ -81,6 +81,9 @@ pub struct RuleInfo {
     cross_tenant: bool,
     description: Option<Box<str>>,
     location: Location,
+    /// How the rule is named in decisions (its `Display`), made once when it is compiled:
+    /// an audited decision names its rule on every request.
+    pub(crate) label: Box<str>,
 }
 
 impl RuleInfo {
@@ -129,25 +132,36 @@ impl RuleInfo {
 
 impl fmt::Display for RuleInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match self.kind {
-            RuleKind::Allow => "allow",
-            RuleKind::Deny => "deny",
-            RuleKind::Binding => "binding",
-        };
-        if self.kind == RuleKind::Binding {
-            write!(f, "binding {} at {}", self.index, self.location)?;
-        } else {
-            write!(
-                f,
-                "{kind} rule {} of role `{}` at {}",
-                self.index, self.role, self.location
-            )?;
-        }
-        if let Some(d) = &self.description {
-            write!(f, " ({d})")?;
-        }
-        Ok(())
+        f.write_str(&self.label)
     }
+}
+
+/// The text [`RuleInfo`] displays.
+fn rule_label(
+    kind: RuleKind,
+    index: usize,
+    role: &str,
+    location: &Location,
+    description: Option<&str>,
+) -> Box<str> {
+    use fmt::Write as _;
+    let mut label = String::new();
+    // Writing into a String cannot fail.
+    let _ = match kind {
+        RuleKind::Binding => write!(label, "binding {index} at {location}"),
+        RuleKind::Allow | RuleKind::Deny => {
+            let kind = if kind == RuleKind::Allow {
+                "allow"
+            } else {
+                "deny"
+            };
+            write!(label, "{kind} rule {index} of role `{role}` at {location}")
+        }
+    };
+    if let Some(d) = description {
+        let _ = write!(label, " ({d})");
+    }
+    label.into()
 }
 
 type RuleId = u32;
@@ -926,7 +940,9 @@ impl Compiler {
             return None;
         }
         let id = RuleId::try_from(self.rules.len()).ok()?;
+        let description = rule.description.as_deref();
         self.rules.push(RuleInfo {
+            label: rule_label(kind, index, role, &location, description),
             role: role.into(),
             kind,
             index,
@@ -935,7 +951,7 @@ impl Compiler {
             scopes: rule.scopes.iter().map(|s| s.as_str().into()).collect(),
             args: args.into(),
             cross_tenant: rule.cross_tenant,
-            description: rule.description.as_deref().map(Into::into),
+            description: description.map(Into::into),
             location,
         });
         Some(id)

@@ -200,7 +200,13 @@ impl<'p> Decision<'p> {
 impl fmt::Display for Decision<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.reason {
-            Reason::Allowed { role, rule } => write!(f, "allowed via role `{role}` by {rule}"),
+            // The allowed case is formatted for every audited call: no format machinery.
+            Reason::Allowed { role, rule } => {
+                f.write_str("allowed via role `")?;
+                f.write_str(role)?;
+                f.write_str("` by ")?;
+                f.write_str(&rule.label)
+            }
             Reason::DeniedByRule { role, rule } => {
                 write!(f, "denied via role `{role}` by {rule}")
             }

@@ -1431,7 +1431,7 @@ async fn mcp_post(
         }
     };
     // The one parse of the request.
-    let parsed = serde_json::from_slice::<ClientJsonRpcMessage>(&bytes);
+    let parsed = crate::rpc::parse(&bytes);
     let parsed_request = match &parsed {
         Ok(ClientJsonRpcMessage::Request(r)) => Some(r),
         _ => None,
@@ -1462,7 +1462,7 @@ async fn mcp_post(
         user: Some(principal.subject().to_owned()),
         client_ip: Some(ip),
         tool: parsed_request.and_then(|r| match &r.request {
-            ClientRequest::CallToolRequest(c) => Some(c.params.name.to_string()),
+            ClientRequest::CallToolRequest(c) => Some(String::from(c.params.name.as_ref())),
             _ => None,
         }),
         ..RequestKeys::default()

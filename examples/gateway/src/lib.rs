@@ -44,6 +44,7 @@ pub mod demo;
 mod gateway;
 mod hardening;
 mod pools;
+mod rpc;
 mod session;
 mod tls;
 mod upstream;

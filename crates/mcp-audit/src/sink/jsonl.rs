@@ -11,6 +11,9 @@ use crate::error::SinkError;
 use crate::event::AuditEvent;
 use crate::sink::AuditSink;
 
+/// About the length of one event's line, for sizing a batch's buffer.
+const LINE_GUESS: usize = 512;
+
 /// When the JSONL sink calls `fsync`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -151,12 +154,17 @@ fn finish(file: &mut OpenFile, sync: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// Writes the lines of `text` (each given by its day and the offset where it ends).
 fn write_lines(
     config: &JsonlSinkConfig,
     state: &mut State,
-    lines: &[(Date, Vec<u8>)],
+    text: &[u8],
+    lines: &[(Date, usize)],
 ) -> io::Result<()> {
-    for (date, line) in lines {
+    let mut start = 0;
+    for &(ref date, end) in lines {
+        let line = text.get(start..end).unwrap_or_default();
+        start = end;
         let len = line.len() as u64;
         let needs_new = match &state.file {
             None => true,
@@ -210,17 +218,19 @@ impl AuditSink for JsonlSink {
     }
 
     async fn write_batch(&self, events: &[AuditEvent]) -> Result<(), SinkError> {
+        // One buffer for the batch's lines (no allocation per event); each line's day and end.
+        let mut text = Vec::with_capacity(events.len() * LINE_GUESS);
         let mut lines = Vec::with_capacity(events.len());
         for e in events {
-            let mut line = serde_json::to_vec(e)?;
-            line.push(b'\n');
-            lines.push((e.time.date(), line));
+            serde_json::to_writer(&mut text, e)?;
+            text.push(b'\n');
+            lines.push((e.time.date(), text.len()));
         }
         let config = Arc::clone(&self.config);
         let state = Arc::clone(&self.state);
         blocking(move || {
             let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
-            write_lines(&config, &mut state, &lines)
+            write_lines(&config, &mut state, &text, &lines)
         })
         .await
     }

@@ -15,8 +15,11 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::StreamExt as _;
-use http::{HeaderName, HeaderValue};
+use http::header::{ACCEPT, CONTENT_TYPE};
+use http::{HeaderName, HeaderValue, StatusCode};
+use rmcp::ErrorData;
 use rmcp::model::{
     ClientCapabilities, ClientJsonRpcMessage, ClientNotification, ClientRequest, Implementation,
     InitializeRequest, InitializeRequestParams, InitializedNotification, JsonRpcMessage,
@@ -24,17 +27,31 @@ use rmcp::model::{
     ServerJsonRpcMessage, ServerPeerInfo, ServerResult,
 };
 use rmcp::transport::streamable_http_client::{
-    StreamableHttpClient as _, StreamableHttpError, StreamableHttpPostResponse,
+    StreamableHttpClient as _, StreamableHttpPostResponse,
 };
+
+use sse_stream::SseStream;
 
 use super::UpstreamError;
 use super::assertion::Asserter;
 use super::stdio::Backoff;
 use crate::config::{ReconnectSection, UpstreamConfig};
+use crate::rpc::{self, Expect};
 
 /// The protocol version the gateway asks its upstreams for: the newest one with the
 /// `initialize` handshake (the upstream may answer with an older one).
 const UPSTREAM_PROTOCOL: ProtocolVersion = ProtocolVersion::LATEST_WITH_INITIALIZE;
+
+const JSON: &str = "application/json";
+const EVENT_STREAM: &str = "text/event-stream";
+/// Both, as the Streamable HTTP transport requires of a client's POST.
+const ACCEPT_BOTH: &str = "application/json, text/event-stream";
+const PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
+const SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+/// The largest answer read (a JSON body, or all of an event stream), as rmcp's client.
+const MAX_ANSWER: usize = 16 * 1024 * 1024;
+/// The largest body of a failure status read for a JSON-RPC error, as rmcp's client.
+const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// An established upstream session.
 struct Session {
@@ -113,11 +130,12 @@ impl HttpClient {
         };
         let session = self.session().await?;
         let id = RequestId::Number(self.next_id.fetch_add(1, Ordering::Relaxed));
-        let message =
-            |request| ClientJsonRpcMessage::Request(JsonRpcRequest::new(id.clone(), request));
-        // The request is kept for a second try, in case the session has expired.
+        // Encoded once: the same body is sent again if the session has expired.
+        let (body, expect) = rpc::encode_request(&id, request)
+            .map_err(|e| UpstreamError::Unavailable(format!("cannot encode the request: {e}")))?;
+        let body = Bytes::from(body);
         let answer = match self
-            .post(&session, message(request.clone()), &id, assertion.as_ref())
+            .post(&session, body.clone(), &id, expect, assertion.as_ref())
             .await?
         {
             Some(answer) => answer,
@@ -125,20 +143,14 @@ impl HttpClient {
                 self.forget(&session);
                 tracing::info!(upstream = %self.name, "upstream session expired; reconnecting");
                 let session = self.session().await?;
-                self.post(&session, message(request), &id, assertion.as_ref())
+                self.post(&session, body, &id, expect, assertion.as_ref())
                     .await?
                     .ok_or_else(|| {
                         UpstreamError::Unavailable("the new upstream session expired".to_owned())
                     })?
             }
         };
-        match answer {
-            JsonRpcMessage::Response(response) => Ok(response.result),
-            JsonRpcMessage::Error(error) => Err(UpstreamError::Rpc(error.error)),
-            _ => Err(UpstreamError::Unavailable(
-                "upstream answered without a response".to_owned(),
-            )),
-        }
+        answer.map_err(UpstreamError::Rpc)
     }
 
     /// Ends the upstream session (best effort: the upstream may be gone).
@@ -192,57 +204,99 @@ impl HttpClient {
         headers
     }
 
-    /// One POST of `message` (a request with id `id`) in `session`, and the upstream's
-    /// answer to it: the JSON body, or the message with `id` on the SSE stream; `None` when
-    /// the upstream no longer knows the session.
+    /// One POST of `body` (a request with id `id`) in `session`, and the upstream's answer
+    /// to it: the JSON body, or the message with `id` on the SSE stream; `None` when the
+    /// upstream no longer knows the session. Statuses and bodies are handled as rmcp's
+    /// client does (a JSON-RPC error in a failure status is the request's error; bodies are
+    /// bounded), without its typed encoding and decoding (`crate::rpc`).
     async fn post(
         &self,
         session: &Session,
-        message: ClientJsonRpcMessage,
+        body: Bytes,
         id: &RequestId,
+        expect: Expect,
         assertion: Option<&HeaderValue>,
-    ) -> Result<Option<ServerJsonRpcMessage>, UpstreamError> {
-        let headers = self.headers(&session.version, assertion);
-        let posted = self
+    ) -> Result<Option<Result<ServerResult, ErrorData>>, UpstreamError> {
+        let mut request = self
             .http
-            .post_message(
-                Arc::clone(&self.uri),
-                message,
-                session.id.clone(),
-                None,
-                headers,
-            )
-            .await;
-        match posted {
-            Ok(StreamableHttpPostResponse::Json(message, _)) => Ok(Some(message)),
-            Ok(StreamableHttpPostResponse::Sse(mut events, _)) => {
-                while let Some(event) = events.next().await {
-                    let event = event.map_err(|e| unavailable(&e))?;
-                    let Some(data) = event.data.as_deref().filter(|d| !d.is_empty()) else {
-                        continue;
-                    };
-                    match serde_json::from_str::<ServerJsonRpcMessage>(data) {
-                        Ok(message) if answers(&message, id) => {
-                            return Ok(Some(message));
-                        }
-                        // Progress, logging and the upstream's own requests have no taker
-                        // here: the gateway holds one shared session for all its clients.
-                        Ok(_) => {}
-                        Err(error) => {
-                            tracing::debug!(upstream = %self.name, %error, "unreadable SSE event skipped");
-                        }
-                    }
-                }
-                Err(UpstreamError::Unavailable(
-                    "the upstream's event stream ended without a response".to_owned(),
-                ))
-            }
-            Ok(_accepted) => Err(UpstreamError::Unavailable(
-                "the upstream accepted a request without answering it".to_owned(),
-            )),
-            Err(StreamableHttpError::SessionExpired) => Ok(None),
-            Err(error) => Err(unavailable(&error)),
+            .post(self.uri.as_ref())
+            .header(ACCEPT, ACCEPT_BOTH)
+            .header(CONTENT_TYPE, JSON)
+            .header(PROTOCOL_VERSION, session.version.clone())
+            .body(body);
+        if let Some(session_id) = &session.id {
+            request = request.header(SESSION_ID, session_id.as_ref());
         }
+        if let (Some(asserter), Some(value)) = (&self.asserter, assertion) {
+            request = request.header(asserter.header().clone(), value.clone());
+        }
+        let response = request.send().await.map_err(|e| unavailable(&e))?;
+        let status = response.status();
+        if status == StatusCode::NOT_FOUND && session.id.is_some() {
+            return Ok(None);
+        }
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .map(|v| v.as_bytes().to_ascii_lowercase())
+            .unwrap_or_default();
+        let is_json = content_type.starts_with(JSON.as_bytes());
+        if !status.is_success() {
+            // A JSON-RPC error carried by a failure status is the request's answer.
+            if is_json && !matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+                let body = read_bounded(response, MAX_ERROR_BODY).await?;
+                if let Some(Err(error)) = rpc::parse_answer(&body, id, expect) {
+                    return Ok(Some(Err(error)));
+                }
+            }
+            return Err(UpstreamError::Unavailable(format!(
+                "the upstream answered HTTP {status}"
+            )));
+        }
+        if matches!(status, StatusCode::ACCEPTED | StatusCode::NO_CONTENT) {
+            return Err(UpstreamError::Unavailable(
+                "the upstream accepted a request without answering it".to_owned(),
+            ));
+        }
+        if is_json {
+            let body = read_bounded(response, MAX_ANSWER).await?;
+            return match rpc::parse_answer(&body, id, expect) {
+                Some(answer) => Ok(Some(answer)),
+                None => Err(UpstreamError::Unavailable(
+                    "upstream answered without a response".to_owned(),
+                )),
+            };
+        }
+        if !content_type.starts_with(EVENT_STREAM.as_bytes()) {
+            return Err(UpstreamError::Unavailable(format!(
+                "the upstream answered with content type `{}`",
+                String::from_utf8_lossy(&content_type)
+            )));
+        }
+        let mut read = 0usize;
+        let bytes = response.bytes_stream().map(move |chunk| {
+            let chunk = chunk.map_err(std::io::Error::other)?;
+            read += chunk.len();
+            if read > MAX_ANSWER {
+                return Err(std::io::Error::other("event stream over the size limit"));
+            }
+            Ok(chunk)
+        });
+        let mut events = SseStream::from_bytes_stream(bytes);
+        while let Some(event) = events.next().await {
+            let event = event.map_err(|e| unavailable(&e))?;
+            let Some(data) = event.data.as_deref().filter(|d| !d.is_empty()) else {
+                continue;
+            };
+            // Progress, logging and the upstream's own requests have no taker here: the
+            // gateway holds one shared session for all its clients.
+            if let Some(answer) = rpc::parse_answer(data.as_bytes(), id, expect) {
+                return Ok(Some(answer));
+            }
+        }
+        Err(UpstreamError::Unavailable(
+            "the upstream's event stream ended without a response".to_owned(),
+        ))
     }
 
     /// The live session, or a new one (made once for all waiting callers). While a
@@ -399,6 +453,26 @@ fn answers(message: &ServerJsonRpcMessage, id: &RequestId) -> bool {
         JsonRpcMessage::Error(error) => error.id.as_ref() == Some(id),
         _ => false,
     }
+}
+
+/// The body of `response`, refused when it is longer than `limit` bytes.
+async fn read_bounded(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, UpstreamError> {
+    let too_large = || UpstreamError::Unavailable(format!("answer over {limit} bytes"));
+    let expected = response.content_length().unwrap_or(0);
+    if expected > limit as u64 {
+        return Err(too_large());
+    }
+    let mut body = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
+    while let Some(chunk) = response.chunk().await.map_err(|e| unavailable(&e))? {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn unavailable(error: &dyn std::fmt::Display) -> UpstreamError {
