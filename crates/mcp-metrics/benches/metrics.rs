@@ -18,8 +18,11 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
+use std::convert::Infallible;
+
+use axum::ServiceExt as _;
 use axum::body::Body;
+use axum::response::Response;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::Request;
 use mcp_metrics::RequestRecord;
@@ -28,7 +31,7 @@ use support::{
     plain_around_router, plain_router,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tower::ServiceExt;
+use tower::{Service, ServiceExt};
 
 fn record(c: &mut Criterion) {
     let m = metrics();
@@ -96,10 +99,14 @@ struct Client {
 }
 
 impl Client {
-    async fn connect(app: Router) -> Self {
+    async fn connect<S>(app: S) -> Self
+    where
+        S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+        S::Future: Send,
+    {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        tokio::spawn(async move { axum::serve(listener, app.into_make_service()).await });
         let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         stream.set_nodelay(true).unwrap();
         Self {
@@ -133,20 +140,24 @@ fn layer_over_http(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let (plain, measured) = (plain_router(), measured_router());
-    let plain = Arc::new(tokio::sync::Mutex::new(rt.block_on(Client::connect(plain))));
-    let measured = Arc::new(tokio::sync::Mutex::new(
-        rt.block_on(Client::connect(measured)),
-    ));
+    let shared = |client: Client| Arc::new(tokio::sync::Mutex::new(client));
+    let plain = shared(rt.block_on(Client::connect(plain_router())));
+    let measured = shared(rt.block_on(Client::connect(measured_router())));
+    // The set-up the crate recommends: the layers wrapped around the router.
+    let plain_around = shared(rt.block_on(Client::connect(plain_around_router())));
+    let measured_around = shared(rt.block_on(Client::connect(measured_around_router())));
     let mut group = c.benchmark_group("metrics/layer_overhead_http");
-    group.bench_function("without_layer", |b| {
-        b.to_async(&rt)
-            .iter(|| async { plain.lock().await.round_trip().await })
-    });
-    group.bench_function("with_layer", |b| {
-        b.to_async(&rt)
-            .iter(|| async { measured.lock().await.round_trip().await })
-    });
+    for (id, client) in [
+        ("without_layer", &plain),
+        ("with_layer", &measured),
+        ("around_router/without_layer", &plain_around),
+        ("around_router/with_layer", &measured_around),
+    ] {
+        group.bench_function(id, |b| {
+            b.to_async(&rt)
+                .iter(|| async { client.lock().await.round_trip().await })
+        });
+    }
     group.finish();
 }
 

@@ -13,7 +13,7 @@ use anyhow::{Context as _, Result};
 /// under the upstream client counts for both).
 const PARTS: &[(&str, &[&str])] = &[
     (
-        "upstream hop (rmcp Streamable HTTP client, reqwest)",
+        "upstream hop (mcp_gateway::upstream, reqwest and hyper client)",
         &[
             "StreamableHttpClientWorker",
             "reqwest::",

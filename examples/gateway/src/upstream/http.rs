@@ -1,6 +1,8 @@
 //! The client of an HTTP (Streamable HTTP) upstream: each request is one POST made with
-//! rmcp's reqwest-based `StreamableHttpClient` (headers, status handling, JSON and SSE
-//! answers, bounded bodies), awaited by the request's own task.
+//! reqwest by the request's own task, its body encoded once and its answer (a JSON body or
+//! the matching event of an SSE stream, bounded as rmcp's client bounds them) read with the
+//! fast paths of `crate::rpc`. The `initialize` handshake and the session's deletion use
+//! rmcp's reqwest-based `StreamableHttpClient`.
 //!
 //! rmcp's client service would add, per request, a hop through its worker task and channels,
 //! request-header rebuilding and a response router; for a gateway that already holds the
