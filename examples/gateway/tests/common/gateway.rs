@@ -166,7 +166,8 @@ impl Served {
     }
 
     /// Polls `path` as `token` until `ready` holds for the answer; the audit writer
-    /// batches, so events land shortly after the requests. Bounded: 100 x 50 ms.
+    /// batches, so events land shortly after the requests. Bounded: 200 x 50 ms (a loaded CI
+    /// machine can take seconds).
     pub(crate) async fn poll(
         &self,
         token: &str,
@@ -174,7 +175,7 @@ impl Served {
         ready: impl Fn(&Value) -> bool,
     ) -> Value {
         let mut body = Value::Null;
-        for _ in 0..100 {
+        for _ in 0..200 {
             let (status, answer) = self.get(Some(token), path).await;
             assert_eq!(status, 200, "{path}: {answer}");
             body = answer;
