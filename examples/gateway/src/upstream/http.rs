@@ -1,8 +1,8 @@
 //! The client of an HTTP (Streamable HTTP) upstream: each request is one POST made with
 //! reqwest by the request's own task, its body encoded once and its answer (a JSON body or
 //! the matching event of an SSE stream, bounded as rmcp's client bounds them) read with the
-//! fast paths of `crate::rpc`. The `initialize` handshake and the session's deletion use
-//! rmcp's reqwest-based `StreamableHttpClient`.
+//! fast paths of `crate::rpc`; `initialize` is one such POST too. The `initialized`
+//! notification and the session's deletion use rmcp's reqwest-based `StreamableHttpClient`.
 //!
 //! rmcp's client service would add, per request, a hop through its worker task and channels,
 //! request-header rebuilding and a response router; for a gateway that already holds the
@@ -24,13 +24,10 @@ use http::{HeaderName, HeaderValue, StatusCode};
 use rmcp::ErrorData;
 use rmcp::model::{
     ClientCapabilities, ClientJsonRpcMessage, ClientNotification, ClientRequest, Implementation,
-    InitializeRequest, InitializeRequestParams, InitializedNotification, JsonRpcMessage,
-    JsonRpcNotification, JsonRpcRequest, JsonRpcVersion2_0, ProtocolVersion, RequestId,
-    ServerJsonRpcMessage, ServerPeerInfo, ServerResult,
+    InitializeRequest, InitializeRequestParams, InitializedNotification, JsonRpcNotification,
+    JsonRpcVersion2_0, ProtocolVersion, RequestId, ServerPeerInfo, ServerResult,
 };
-use rmcp::transport::streamable_http_client::{
-    StreamableHttpClient as _, StreamableHttpPostResponse,
-};
+use rmcp::transport::streamable_http_client::StreamableHttpClient as _;
 
 use sse_stream::SseStream;
 
@@ -62,6 +59,14 @@ struct Session {
     /// `MCP-Protocol-Version` with the negotiated version, sent with every request.
     version: HeaderValue,
     info: Arc<ServerPeerInfo>,
+}
+
+/// What a POST brought back.
+struct Posted {
+    /// The answer to the request.
+    answer: Result<ServerResult, ErrorData>,
+    /// The `Mcp-Session-Id` the upstream named (it names one in answer to `initialize`).
+    session_id: Option<String>,
 }
 
 /// A shared client of one HTTP upstream.
@@ -136,23 +141,37 @@ impl HttpClient {
         let (body, expect) = rpc::encode_request(&id, request)
             .map_err(|e| UpstreamError::Unavailable(format!("cannot encode the request: {e}")))?;
         let body = Bytes::from(body);
-        let answer = match self
-            .post(&session, body.clone(), &id, expect, assertion.as_ref())
+        let posted = match self
+            .post(
+                &session.version,
+                session.id.as_deref(),
+                body.clone(),
+                &id,
+                expect,
+                assertion.as_ref(),
+            )
             .await?
         {
-            Some(answer) => answer,
+            Some(posted) => posted,
             None => {
                 self.forget(&session);
                 tracing::info!(upstream = %self.name, "upstream session expired; reconnecting");
                 let session = self.session().await?;
-                self.post(&session, body, &id, expect, assertion.as_ref())
-                    .await?
-                    .ok_or_else(|| {
-                        UpstreamError::Unavailable("the new upstream session expired".to_owned())
-                    })?
+                self.post(
+                    &session.version,
+                    session.id.as_deref(),
+                    body,
+                    &id,
+                    expect,
+                    assertion.as_ref(),
+                )
+                .await?
+                .ok_or_else(|| {
+                    UpstreamError::Unavailable("the new upstream session expired".to_owned())
+                })?
             }
         };
-        answer.map_err(UpstreamError::Rpc)
+        posted.answer.map_err(UpstreamError::Rpc)
     }
 
     /// Ends the upstream session (best effort: the upstream may be gone).
@@ -206,37 +225,50 @@ impl HttpClient {
         headers
     }
 
-    /// One POST of `body` (a request with id `id`) in `session`, and the upstream's answer
-    /// to it: the JSON body, or the message with `id` on the SSE stream; `None` when the
-    /// upstream no longer knows the session. Statuses and bodies are handled as rmcp's
-    /// client does (a JSON-RPC error in a failure status is the request's error; bodies are
-    /// bounded), without its typed encoding and decoding (`crate::rpc`).
+    /// One POST of `body` (a request with id `id`) with protocol version `version`, in
+    /// session `session_id` (none for `initialize`), and the upstream's answer to it: the JSON
+    /// body, or the message with `id` on the SSE stream; `None` when the upstream no longer
+    /// knows the session. Statuses and bodies are handled as rmcp's client does (a JSON-RPC
+    /// error in a failure status is the request's error; bodies are bounded), without its
+    /// typed encoding and decoding (`crate::rpc`).
     async fn post(
         &self,
-        session: &Session,
+        version: &HeaderValue,
+        session_id: Option<&str>,
         body: Bytes,
         id: &RequestId,
         expect: Expect,
         assertion: Option<&HeaderValue>,
-    ) -> Result<Option<Result<ServerResult, ErrorData>>, UpstreamError> {
+    ) -> Result<Option<Posted>, UpstreamError> {
         let mut request = self
             .http
             .post(self.uri.as_ref())
             .header(ACCEPT, ACCEPT_BOTH)
             .header(CONTENT_TYPE, JSON)
-            .header(PROTOCOL_VERSION, session.version.clone())
+            .header(PROTOCOL_VERSION, version.clone())
             .body(body);
-        if let Some(session_id) = &session.id {
-            request = request.header(SESSION_ID, session_id.as_ref());
+        if let Some(session_id) = session_id {
+            request = request.header(SESSION_ID, session_id);
         }
         if let (Some(asserter), Some(value)) = (&self.asserter, assertion) {
             request = request.header(asserter.header().clone(), value.clone());
         }
         let response = request.send().await.map_err(|e| unavailable(&e))?;
         let status = response.status();
-        if status == StatusCode::NOT_FOUND && session.id.is_some() {
+        if status == StatusCode::NOT_FOUND && session_id.is_some() {
             return Ok(None);
         }
+        let named_session = response
+            .headers()
+            .get(SESSION_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let posted = |answer| {
+            Ok(Some(Posted {
+                answer,
+                session_id: named_session,
+            }))
+        };
         let content_type = response
             .headers()
             .get(CONTENT_TYPE)
@@ -248,7 +280,7 @@ impl HttpClient {
             if is_json && !matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
                 let body = read_bounded(response, MAX_ERROR_BODY).await?;
                 if let Some(Err(error)) = rpc::parse_answer(&body, id, expect) {
-                    return Ok(Some(Err(error)));
+                    return posted(Err(error));
                 }
             }
             return Err(UpstreamError::Unavailable(format!(
@@ -263,7 +295,7 @@ impl HttpClient {
         if is_json {
             let body = read_bounded(response, MAX_ANSWER).await?;
             return match rpc::parse_answer(&body, id, expect) {
-                Some(answer) => Ok(Some(answer)),
+                Some(answer) => posted(answer),
                 None => Err(UpstreamError::Unavailable(
                     "upstream answered without a response".to_owned(),
                 )),
@@ -293,7 +325,7 @@ impl HttpClient {
             // Progress, logging and the upstream's own requests have no taker here: the
             // gateway holds one shared session for all its clients.
             if let Some(answer) = rpc::parse_answer(data.as_bytes(), id, expect) {
-                return Ok(Some(answer));
+                return posted(answer);
             }
         }
         Err(UpstreamError::Unavailable(
@@ -347,61 +379,33 @@ impl HttpClient {
         )
         .with_protocol_version(UPSTREAM_PROTOCOL);
         let id = RequestId::Number(0);
-        let request = ClientJsonRpcMessage::Request(JsonRpcRequest::new(
-            id.clone(),
-            ClientRequest::InitializeRequest(InitializeRequest::new(params)),
-        ));
+        let request = ClientRequest::InitializeRequest(InitializeRequest::new(params));
+        let (body, expect) = rpc::encode_request(&id, request)
+            .map_err(|e| UpstreamError::Unavailable(format!("cannot encode initialize: {e}")))?;
         let assertion = self.gateway_assertion();
         let version = version_header(&UPSTREAM_PROTOCOL);
-        let headers = self.headers(&version, assertion.as_ref());
-        let (message, session_id) = match self
-            .http
-            .post_message(Arc::clone(&self.uri), request, None, None, headers)
-            .await
-            .map_err(|e| unavailable(&e))?
-        {
-            StreamableHttpPostResponse::Json(message, session_id) => (message, session_id),
-            StreamableHttpPostResponse::Sse(mut events, session_id) => {
-                let mut found = None;
-                while let Some(event) = events.next().await {
-                    let event = event.map_err(|e| unavailable(&e))?;
-                    if let Some(message) = event
-                        .data
-                        .as_deref()
-                        .and_then(|d| serde_json::from_str::<ServerJsonRpcMessage>(d).ok())
-                        .filter(|m| answers(m, &id))
-                    {
-                        found = Some(message);
-                        break;
-                    }
-                }
-                let message = found.ok_or_else(|| {
-                    UpstreamError::Unavailable("no answer to initialize".to_owned())
-                })?;
-                (message, session_id)
-            }
-            _accepted => {
-                return Err(UpstreamError::Unavailable(
-                    "the upstream accepted initialize without answering it".to_owned(),
-                ));
-            }
-        };
-        let result = match message {
-            JsonRpcMessage::Response(response) => match response.result {
-                ServerResult::InitializeResult(result) => result,
-                _ => {
-                    return Err(UpstreamError::Unavailable(
-                        "the upstream answered initialize with something else".to_owned(),
-                    ));
-                }
-            },
-            JsonRpcMessage::Error(error) => return Err(UpstreamError::Rpc(error.error)),
-            _ => {
+        // Without a session the upstream cannot answer "expired": `None` does not happen.
+        let posted = self
+            .post(
+                &version,
+                None,
+                Bytes::from(body),
+                &id,
+                expect,
+                assertion.as_ref(),
+            )
+            .await?
+            .ok_or_else(|| UpstreamError::Unavailable("no answer to initialize".to_owned()))?;
+        let result = match posted.answer {
+            Ok(ServerResult::InitializeResult(result)) => result,
+            Ok(_) => {
                 return Err(UpstreamError::Unavailable(
                     "the upstream answered initialize with something else".to_owned(),
                 ));
             }
+            Err(error) => return Err(UpstreamError::Rpc(error)),
         };
+        let session_id = posted.session_id;
         let session = Session {
             id: session_id.map(Arc::from),
             version: version_header(&result.protocol_version),
@@ -448,15 +452,6 @@ fn version_header(version: &ProtocolVersion) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("2025-11-25"))
 }
 
-/// Whether `message` is the response (or error) to request `id`.
-fn answers(message: &ServerJsonRpcMessage, id: &RequestId) -> bool {
-    match message {
-        JsonRpcMessage::Response(response) => &response.id == id,
-        JsonRpcMessage::Error(error) => error.id.as_ref() == Some(id),
-        _ => false,
-    }
-}
-
 /// The body of `response`, refused when it is longer than `limit` bytes.
 async fn read_bounded(
     mut response: reqwest::Response,
@@ -484,11 +479,15 @@ fn unavailable(error: &dyn std::fmt::Display) -> UpstreamError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rmcp::model::{ErrorCode, ErrorData, JsonRpcError, JsonRpcResponse};
+    use rmcp::model::{ErrorCode, ErrorData, JsonRpcError, JsonRpcResponse, ServerJsonRpcMessage};
 
     #[test]
     fn only_the_answer_to_the_request_is_taken() {
         let id = RequestId::Number(7);
+        let answers = |message: ServerJsonRpcMessage| {
+            let bytes = serde_json::to_vec(&message).unwrap();
+            rpc::parse_answer(&bytes, &id, Expect::Any).is_some()
+        };
         let response = |id| {
             ServerJsonRpcMessage::Response(JsonRpcResponse {
                 jsonrpc: JsonRpcVersion2_0,
@@ -496,16 +495,16 @@ mod tests {
                 result: ServerResult::empty(()),
             })
         };
-        assert!(answers(&response(RequestId::Number(7)), &id));
-        assert!(!answers(&response(RequestId::Number(8)), &id));
+        assert!(answers(response(RequestId::Number(7))));
+        assert!(!answers(response(RequestId::Number(8))));
         let error = |id| {
             ServerJsonRpcMessage::Error(JsonRpcError::new(
                 id,
                 ErrorData::new(ErrorCode::INTERNAL_ERROR, "no", None),
             ))
         };
-        assert!(answers(&error(Some(RequestId::Number(7))), &id));
-        assert!(!answers(&error(None), &id));
+        assert!(answers(error(Some(RequestId::Number(7)))));
+        assert!(!answers(error(None)));
     }
 
     #[test]
