@@ -83,7 +83,7 @@ pub struct RuleInfo {
     location: Location,
     /// How the rule is named in decisions (its `Display`), made once when it is compiled:
     /// an audited decision names its rule on every request.
-    pub(crate) label: Box<str>,
+    label: Box<str>,
 }
 
 impl RuleInfo {

@@ -205,7 +205,7 @@ impl fmt::Display for Decision<'_> {
                 f.write_str("allowed via role `")?;
                 f.write_str(role)?;
                 f.write_str("` by ")?;
-                f.write_str(&rule.label)
+                fmt::Display::fmt(rule, f)
             }
             Reason::DeniedByRule { role, rule } => {
                 write!(f, "denied via role `{role}` by {rule}")

@@ -162,25 +162,25 @@ fn write_lines(
     lines: &[(Date, usize)],
 ) -> io::Result<()> {
     let mut start = 0;
-    for &(ref date, end) in lines {
+    for &(date, end) in lines {
         let line = text.get(start..end).unwrap_or_default();
         start = end;
         let len = line.len() as u64;
         let needs_new = match &state.file {
             None => true,
-            Some(f) => f.date != *date || (f.size > 0 && f.size + len > config.max_file_bytes),
+            Some(f) => f.date != date || (f.size > 0 && f.size + len > config.max_file_bytes),
         };
         if needs_new {
             let next = match state.file.take() {
                 Some(mut old) => {
                     finish(&mut old, true)?;
-                    (old.date == *date).then_some(old.index + 1)
+                    (old.date == date).then_some(old.index + 1)
                 }
                 None => None,
             };
             state.file = Some(match next {
-                Some(index) => open(config, *date, index)?,
-                None => open_latest(config, *date)?,
+                Some(index) => open(config, date, index)?,
+                None => open_latest(config, date)?,
             });
         }
         let Some(file) = state.file.as_mut() else {
@@ -190,7 +190,7 @@ fn write_lines(
         if file.size > 0 && file.size + len > config.max_file_bytes {
             finish(file, true)?;
             let next = file.index + 1;
-            *file = open(config, *date, next)?;
+            *file = open(config, date, next)?;
         }
         file.writer.write_all(line)?;
         file.size += len;
