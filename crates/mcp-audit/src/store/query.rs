@@ -238,16 +238,21 @@ impl Sql {
         }
     }
 
-    /// The select list: every column, the id as text.
-    pub(crate) fn select_list(dialect: Dialect) -> String {
-        super::columns::COLUMNS
+    /// `SELECT` of every column (the id as text) of the events, conditions to be appended
+    /// (`AND ...`).
+    pub(crate) fn select_events(dialect: Dialect) -> Self {
+        let columns = super::columns::COLUMNS
             .iter()
             .map(|c| match (dialect, *c) {
                 (Dialect::Postgres, "id") => "id::text AS id".to_owned(),
                 _ => (*c).to_owned(),
             })
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", ");
+        Self::new(
+            dialect,
+            &format!("SELECT {columns} FROM audit_events WHERE 1=1"),
+        )
     }
 }
 
@@ -294,13 +299,7 @@ pub(crate) fn page_query(
     filter: &AuditFilter,
     page: &PageRequest,
 ) -> Result<Sql, StoreError> {
-    let mut sql = Sql::new(
-        dialect,
-        &format!(
-            "SELECT {} FROM audit_events WHERE 1=1",
-            Sql::select_list(dialect)
-        ),
-    );
+    let mut sql = Sql::select_events(dialect);
     push_filters(&mut sql, scope, filter);
     let (cmp, dir) = match page.order {
         Order::NewestFirst => ("<", "DESC"),
@@ -329,13 +328,7 @@ pub(crate) const CHAIN_PAGE: usize = 1_000;
 
 /// The last event of chain `stream`.
 pub(crate) fn chain_head_query(dialect: Dialect, stream: &str) -> Sql {
-    let mut sql = Sql::new(
-        dialect,
-        &format!(
-            "SELECT {} FROM audit_events WHERE 1=1",
-            Sql::select_list(dialect)
-        ),
-    );
+    let mut sql = Sql::select_events(dialect);
     sql.push_key_eq("chain_stream", stream);
     sql.push(" ORDER BY chain_seq DESC LIMIT 1");
     sql
@@ -348,13 +341,7 @@ pub(crate) fn chain_page_query(
     stream: &str,
     after: Option<&(i64, String)>,
 ) -> Sql {
-    let mut sql = Sql::new(
-        dialect,
-        &format!(
-            "SELECT {} FROM audit_events WHERE 1=1",
-            Sql::select_list(dialect)
-        ),
-    );
+    let mut sql = Sql::select_events(dialect);
     sql.push_key_eq("chain_stream", stream);
     if let Some((seq, id)) = after {
         // The first bound is implied by the rest but, unlike an `OR`, bounds the index scan.
