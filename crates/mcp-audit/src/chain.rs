@@ -269,12 +269,13 @@ pub fn write_canonical(value: &Value, out: &mut String) {
     }
 }
 
-/// Appends the canonical form of `event` without `chain.hash` to `out`.
+/// Appends the canonical form of `event` to `out`: without `chain.hash` (the form that is
+/// hashed), or with it (`with_hash`: the event's whole JSON, keys sorted).
 ///
 /// The members are written straight from the struct, in the byte order of their names and
 /// with the same omissions as the event's `Serialize` implementation, so the result is the
 /// sorted-key JSON described in the [module docs](self) without building a JSON tree.
-fn write_event_canonical(event: &AuditEvent, out: &mut String) {
+fn write_event_canonical(event: &AuditEvent, out: &mut String, with_hash: bool) {
     let mut m = Members::open(out);
     let action = &event.action;
     if !action.is_empty() {
@@ -302,6 +303,9 @@ fn write_event_canonical(event: &AuditEvent, out: &mut String) {
     m.str(member!("category"), event.category.as_str());
     if let Some(chain) = &event.chain {
         let mut c = Members::open(m.key(member!("chain")));
+        if with_hash {
+            c.str(member!("hash"), &chain.hash);
+        }
         c.str(member!("prev_hash"), &chain.prev_hash);
         push_u64(c.key(member!("seq")), chain.seq);
         c.str(member!("stream"), &chain.stream);
@@ -344,8 +348,16 @@ fn write_event_canonical(event: &AuditEvent, out: &mut String) {
 /// The canonical serialization of `event` with `chain.hash` left out.
 pub fn canonical_form(event: &AuditEvent) -> String {
     let mut out = String::with_capacity(512);
-    write_event_canonical(event, &mut out);
+    write_event_canonical(event, &mut out, false);
     out
+}
+
+/// Appends the JSON of `event`, `chain.hash` included, to `out`: the same value as its
+/// `Serialize` implementation gives, with every object's keys sorted (the canonical form
+/// plus the hash), written without `serde_json`'s per-member dispatch. The JSON lines sink
+/// writes its lines with it.
+pub(crate) fn write_event_json(event: &AuditEvent, out: &mut String) {
+    write_event_canonical(event, out, true);
 }
 
 /// The hash of `event` as defined in the [module docs](self); `chain.hash` is ignored.
@@ -356,7 +368,7 @@ pub fn event_hash(event: &AuditEvent) -> String {
 /// [`event_hash`] with a reusable scratch buffer.
 fn event_hash_with(event: &AuditEvent, scratch: &mut String) -> String {
     scratch.clear();
-    write_event_canonical(event, scratch);
+    write_event_canonical(event, scratch, false);
     let mut hasher = Sha256::new();
     hasher.update(DOMAIN);
     hasher.update(scratch.as_bytes());
@@ -684,9 +696,30 @@ mod tests {
         assert_eq!(out, r#"{"a":[{"c":2,"d":1}],"b":1}"#);
     }
 
+    fn json_form(event: &AuditEvent) -> String {
+        let mut out = String::new();
+        write_event_json(event, &mut out);
+        out
+    }
+
+    /// The event's `Serialize` output, every object's keys sorted by bytes.
+    fn sorted_json(event: &AuditEvent) -> String {
+        sorted_text(&serde_json::to_value(event).unwrap())
+    }
+
     /// The canonical form as first specified: the event's `serde_json::Value` with `chain.hash`
     /// removed, keys sorted by bytes, keys, strings and scalars written by `serde_json`.
     fn reference_form(event: &AuditEvent) -> String {
+        let mut value = serde_json::to_value(event).unwrap();
+        if let Some(chain) = value.get_mut("chain").and_then(Value::as_object_mut) {
+            chain.remove("hash");
+        }
+        sorted_text(&value)
+    }
+
+    /// `value` with every object's keys sorted by bytes, keys, strings and scalars written by
+    /// `serde_json`.
+    fn sorted_text(value: &Value) -> String {
         fn write(value: &Value, out: &mut String) {
             match value {
                 Value::Object(map) => {
@@ -716,12 +749,8 @@ mod tests {
                 scalar => out.push_str(&serde_json::to_string(scalar).unwrap()),
             }
         }
-        let mut value = serde_json::to_value(event).unwrap();
-        if let Some(chain) = value.get_mut("chain").and_then(Value::as_object_mut) {
-            chain.remove("hash");
-        }
         let mut out = String::new();
-        write(&value, &mut out);
+        write(value, &mut out);
         out
     }
 
@@ -774,6 +803,7 @@ mod tests {
         events.push(AuditEvent::new(Category::Admin).prompt("p"));
         for e in &events {
             assert_eq!(canonical_form(e), reference_form(e));
+            assert_eq!(json_form(e), sorted_json(e));
             let mut without_hash = e.clone();
             if let Some(c) = without_hash.chain.as_mut() {
                 c.hash = "ignored".into();
@@ -817,6 +847,7 @@ mod tests {
         fn any_text_gives_the_reference_form(s in "\\PC{0,40}|[\\x00-\\x7f]{0,40}") {
             let e = full_event(&s);
             proptest::prop_assert_eq!(canonical_form(&e), reference_form(&e));
+            proptest::prop_assert_eq!(json_form(&e), sorted_json(&e));
         }
     }
 

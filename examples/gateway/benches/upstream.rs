@@ -29,7 +29,7 @@ use axum::extract::ConnectInfo;
 use criterion::{Criterion, criterion_group, criterion_main};
 use mcp_auth_core::{IssueRequest, LocalIssuer};
 use mcp_gateway::demo::{DemoTools, DemoUpstream, UpstreamCounters};
-use mcp_gateway::{BuildOptions, Config, Gateway};
+use mcp_gateway::{BuildOptions, Config, Gateway, Hardened};
 use rmcp::ServiceExt as _;
 use rmcp::model::{
     CallToolRequestParams, ClientCapabilities, ClientRequest, Implementation,
@@ -97,7 +97,7 @@ fn rmcp_paths(c: &mut Criterion) {
 
 /// A gateway with the demo's limits and policy in front of `upstream` (a `[[upstreams]]`
 /// body), trusting `issuer`.
-fn gateway(rt: &tokio::runtime::Runtime, upstream: &str, issuer: &Arc<LocalIssuer>) -> Router {
+fn gateway(rt: &tokio::runtime::Runtime, upstream: &str, issuer: &Arc<LocalIssuer>) -> Hardened<Router> {
     let text = format!(
         r#"
         [server]

@@ -52,7 +52,7 @@ use crate::auth::{API_KEY, JWT as AUTH_METHOD};
 use crate::config::{
     AuditSinkKind, AuthMode, Config, FairShareSection, LimitAlgorithm, SessionMode,
 };
-use crate::hardening::{self, Guard};
+use crate::hardening::{Guard, Hardened};
 use crate::pools::AuditStores;
 use crate::session::{Ended, SessionLimits, SessionRefusal, SessionStore};
 use crate::upstream::{GATEWAY_JWKS_PATH, Registry, UpstreamError};
@@ -141,7 +141,7 @@ struct App {
 
 /// The built gateway, ready to serve.
 pub struct Gateway {
-    router: Router,
+    router: Hardened<Router>,
     core: Arc<Core>,
     metadata: ProtectedResourceMetadata,
     audit_store: Option<AuditStore>,
@@ -342,32 +342,26 @@ impl Gateway {
         };
         let guard = Arc::new(Guard::new(&config.server)?);
         let hsts = config.server.public_base().starts_with("https://") || tls.is_some();
-        // The MCP, metadata and admin endpoints sit behind the guard (HTTPS, Host, Origin,
-        // CORS, time limit); probes and scrapes reach health and metrics by any address.
-        let mut guarded = Router::new()
+        let mut router = Router::new()
             .route(MCP_PATH, post(mcp_post).get(mcp_get).delete(mcp_delete))
             .merge(admin::router())
             .merge(metadata.router());
         if let Some(proxy) = &proxy {
             // RFC 8414 metadata, /register, /authorize, /consent, /callback, /token,
             // /revoke and the proxy's keys, below its issuer's path.
-            guarded = guarded.merge(proxy.router().with_state::<App>(()));
+            router = router.merge(proxy.router().with_state::<App>(()));
         }
-        let guarded = guarded.layer(axum::middleware::from_fn_with_state(
-            guard,
-            hardening::guard,
-        ));
-        let router = Router::new()
+        let router = router
             .route("/health", get(health))
             .route("/health/ready", get(ready))
             .route("/metrics", get(metrics_endpoint))
             .route(GATEWAY_JWKS_PATH, get(gateway_jwks))
-            .merge(guarded)
-            .with_state(app)
-            .layer(axum::middleware::from_fn_with_state(
-                hsts,
-                hardening::security_headers,
-            ));
+            .with_state(app);
+        // The MCP, metadata and admin endpoints sit behind the guard (HTTPS, Host, Origin,
+        // CORS, time limit); probes and scrapes reach health and metrics by any address.
+        let open: Arc<[&'static str]> =
+            Arc::new(["/health", "/health/ready", "/metrics", GATEWAY_JWKS_PATH]);
+        let router = Hardened::new(router, guard, open, hsts);
         Ok(Self {
             router,
             core,
@@ -379,8 +373,9 @@ impl Gateway {
         })
     }
 
-    /// The axum router (serve it with `ConnectInfo<SocketAddr>`, as [`Gateway::serve`] does).
-    pub fn router(&self) -> Router {
+    /// The gateway's HTTP service: its axum router behind the hardening (serve it with
+    /// `ConnectInfo<SocketAddr>`, as [`Gateway::serve`] does).
+    pub fn router(&self) -> Hardened<Router> {
         self.router.clone()
     }
 
@@ -423,10 +418,9 @@ impl Gateway {
             shutdown.await;
             let _ = started_tx.send(());
         };
-        let service = self
-            .router
-            .clone()
-            .into_make_service_with_connect_info::<SocketAddr>();
+        let service = axum::ServiceExt::<Request<Body>>::into_make_service_with_connect_info::<
+            SocketAddr,
+        >(self.router.clone());
         let drained = match self.tls.clone() {
             None => {
                 let server = axum::serve(listener, service).with_graceful_shutdown(signal);
@@ -1248,9 +1242,11 @@ fn outcome_of(status: StatusCode) -> OutcomeStatus {
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    // Room for the headers every answer gets on its way out (session, CORS, the hardening's
+    // security headers), so the map is allocated once instead of grown.
+    let headers = response.headers_mut();
+    *headers = http::HeaderMap::with_capacity(12);
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 

@@ -3,13 +3,16 @@
 //! (DNS-rebinding protection), CORS for browser clients, a request time limit, and security
 //! headers on every response.
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::middleware::Next;
+use axum::extract::ConnectInfo;
 use axum::response::{IntoResponse, Response};
 use http::header::{
     ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
@@ -19,8 +22,9 @@ use http::header::{
     X_FRAME_OPTIONS,
 };
 use http::uri::Authority;
-use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
 use mcp_ratelimit::ClientIpResolver;
+use tower::Service;
 
 use crate::config::ServerConfig;
 
@@ -52,6 +56,34 @@ impl HostRule {
 
     fn matches(&self, host: &str, port: Option<u16>) -> bool {
         host.eq_ignore_ascii_case(&self.host) && self.port.is_none_or(|p| Some(p) == port)
+    }
+}
+
+/// A `Host` header's host and port (`host`, `host:port`, `[v6]`, `[v6]:port`), read in
+/// place: a header that is not of that form, has an empty host or an invalid port is `None`
+/// (the rules' hosts are valid authorities, so anything else could match none of them).
+fn split_host(text: &str) -> Option<(&str, Option<u16>)> {
+    let (host, port) = if text.starts_with('[') {
+        let end = text.find(']')? + 1;
+        match &text[end..] {
+            "" => (&text[..end], None),
+            rest => (&text[..end], Some(rest.strip_prefix(':')?)),
+        }
+    } else {
+        match text.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (text, None),
+        }
+    };
+    if host.is_empty() || host.contains(['@', '/', ' ']) {
+        return None;
+    }
+    match port {
+        None => Some((host, None)),
+        Some(port) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+            port.parse().ok().map(|p| (host, Some(p)))
+        }
+        Some(_) => None,
     }
 }
 
@@ -191,12 +223,11 @@ impl Guard {
             return true;
         };
         // HTTP/2 carries the host in the URI's authority instead of a Host header.
-        let authority = match headers.get(HOST).map(HeaderValue::to_str) {
-            Some(Ok(text)) => text.parse::<Authority>().ok(),
-            Some(Err(_)) => None,
-            None => uri.authority().cloned(),
+        let host = match headers.get(HOST) {
+            Some(value) => value.to_str().ok().and_then(split_host),
+            None => uri.authority().map(|a| (a.host(), a.port_u16())),
         };
-        authority.is_some_and(|a| rules.iter().any(|r| r.matches(a.host(), a.port_u16())))
+        host.is_some_and(|(host, port)| rules.iter().any(|r| r.matches(host, port)))
     }
 
     fn origin_allowed(&self, origin: &str) -> bool {
@@ -267,81 +298,87 @@ fn refuse(status: StatusCode, error: &'static str) -> Response {
     response
 }
 
-/// The guard middleware of the MCP, metadata and admin routes.
-pub(crate) async fn guard(
-    State(guard): State<Arc<Guard>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let headers = request.headers();
-    if guard.require_https && !guard.is_https(peer.ip(), headers) {
-        tracing::debug!(peer = %peer.ip(), "refused: HTTPS required");
-        return refuse(StatusCode::FORBIDDEN, "https_required");
-    }
-    if !guard.host_allowed(headers, request.uri()) {
-        tracing::debug!(host = ?headers.get(HOST), "refused: Host not allowed");
-        return refuse(StatusCode::FORBIDDEN, "host_not_allowed");
-    }
-    // Browsers send Origin on cross-origin (and some same-origin) requests; other clients
-    // do not, and are not subject to DNS rebinding.
-    let origin = match headers.get(ORIGIN) {
-        None => None,
-        Some(value) => match value.to_str() {
-            Ok(text) if guard.origin_allowed(text) => Some(value.clone()),
-            _ => {
-                tracing::debug!(origin = ?value, "refused: Origin not allowed");
-                return refuse(StatusCode::FORBIDDEN, "origin_not_allowed");
+/// What the guard makes of a request before it reaches a guarded route.
+enum Verdict {
+    /// Pass it on; the `Origin` to allow in the CORS answer headers, if any.
+    Pass(Option<HeaderValue>),
+    /// Answer it here (a refusal or a CORS preflight answer).
+    Answer(Response),
+}
+
+impl Guard {
+    /// HTTPS, Host and Origin checks, and the CORS preflight answer.
+    fn check<B>(&self, request: &Request<B>) -> Verdict {
+        let headers = request.headers();
+        if self.require_https {
+            // Without the connection's address (a service not served with connect info), no
+            // proxy is trusted: only the gateway's own TLS counts.
+            let peer = request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(peer)| peer.ip());
+            let https = match peer {
+                Some(peer) => self.is_https(peer, headers),
+                None => self.tls,
+            };
+            if !https {
+                tracing::debug!(peer = ?peer, "refused: HTTPS required");
+                return Verdict::Answer(refuse(StatusCode::FORBIDDEN, "https_required"));
             }
-        },
-    };
-    let cors = guard.cors.as_ref().zip(origin);
-    if request.method() == Method::OPTIONS
-        && headers.contains_key(ACCESS_CONTROL_REQUEST_METHOD)
-        && let Some((max_age, origin)) = &cors
-    {
-        let mut response = StatusCode::NO_CONTENT.into_response();
-        let h = response.headers_mut();
-        h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, (*origin).clone());
-        h.insert(ACCESS_CONTROL_ALLOW_METHODS, CORS_ALLOW_METHODS);
-        h.insert(ACCESS_CONTROL_ALLOW_HEADERS, CORS_ALLOW_HEADERS);
-        h.insert(ACCESS_CONTROL_MAX_AGE, (*max_age).clone());
-        h.insert(VARY, HeaderValue::from_static("origin"));
-        return response;
-    }
-    let mut response = match tokio::time::timeout(guard.timeout, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => {
-            tracing::warn!(limit = ?guard.timeout, "request time limit reached");
-            let mut response = refuse(StatusCode::REQUEST_TIMEOUT, "request_timeout");
-            response
-                .headers_mut()
-                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-            response
         }
-    };
+        if !self.host_allowed(headers, request.uri()) {
+            tracing::debug!(host = ?headers.get(HOST), "refused: Host not allowed");
+            return Verdict::Answer(refuse(StatusCode::FORBIDDEN, "host_not_allowed"));
+        }
+        // Browsers send Origin on cross-origin (and some same-origin) requests; other clients
+        // do not, and are not subject to DNS rebinding.
+        let origin = match headers.get(ORIGIN) {
+            None => None,
+            Some(value) => match value.to_str() {
+                Ok(text) if self.origin_allowed(text) => Some(value.clone()),
+                _ => {
+                    tracing::debug!(origin = ?value, "refused: Origin not allowed");
+                    return Verdict::Answer(refuse(StatusCode::FORBIDDEN, "origin_not_allowed"));
+                }
+            },
+        };
+        let Some((max_age, origin)) = self.cors.as_ref().zip(origin) else {
+            return Verdict::Pass(None);
+        };
+        if request.method() == Method::OPTIONS
+            && headers.contains_key(ACCESS_CONTROL_REQUEST_METHOD)
+        {
+            let mut response = StatusCode::NO_CONTENT.into_response();
+            let h = response.headers_mut();
+            h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            h.insert(ACCESS_CONTROL_ALLOW_METHODS, CORS_ALLOW_METHODS);
+            h.insert(ACCESS_CONTROL_ALLOW_HEADERS, CORS_ALLOW_HEADERS);
+            h.insert(ACCESS_CONTROL_MAX_AGE, max_age.clone());
+            h.insert(VARY, HeaderValue::from_static("origin"));
+            return Verdict::Answer(response);
+        }
+        Verdict::Pass(Some(origin))
+    }
+}
+
+/// The answer headers of a guarded route's response: CORS for an allowed `Origin`, no
+/// credentials mode (bearer tokens, not cookies), `Cache-Control: no-store` unless set.
+fn guarded_headers(response: &mut Response, cors: Option<HeaderValue>) {
     let h = response.headers_mut();
-    if let Some((_, origin)) = cors {
+    if let Some(origin) = cors {
         h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
         h.insert(ACCESS_CONTROL_EXPOSE_HEADERS, CORS_EXPOSE_HEADERS);
         h.append(VARY, HeaderValue::from_static("origin"));
     }
-    // Bearer tokens, not cookies: credentials mode is never needed.
     h.remove(ACCESS_CONTROL_ALLOW_CREDENTIALS);
     if !h.contains_key(CACHE_CONTROL) {
         h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    response
 }
 
 /// Security headers on every response (a `Content-Security-Policy` the handler set is
 /// kept); HSTS when the public URL is HTTPS.
-pub(crate) async fn security_headers(
-    State(hsts): State<bool>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let mut response = next.run(request).await;
+fn security_headers(response: &mut Response, hsts: bool) {
     let h = response.headers_mut();
     h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
@@ -358,7 +395,151 @@ pub(crate) async fn security_headers(
             HeaderValue::from_static("max-age=31536000"),
         );
     }
-    response
+}
+
+/// The gateway's HTTP hardening around its whole router: every path but the open ones
+/// (health probes, the metrics scrape, the gateway's own keys) passes the [`Guard`] (HTTPS,
+/// Host, Origin, CORS) and the request time limit; every response gets the security headers.
+///
+/// One service around the router instead of two `axum::middleware::from_fn` layers, which
+/// box and clone the route's service and the middleware's future on every request.
+#[derive(Debug, Clone)]
+pub struct Hardened<S> {
+    inner: S,
+    guard: Arc<Guard>,
+    open_paths: Arc<[&'static str]>,
+    hsts: bool,
+}
+
+impl<S> Hardened<S> {
+    /// `inner` behind `guard`, but for `open_paths` (matched exactly); HSTS with `hsts`.
+    pub(crate) fn new(
+        inner: S,
+        guard: Arc<Guard>,
+        open_paths: Arc<[&'static str]>,
+        hsts: bool,
+    ) -> Self {
+        Self {
+            inner,
+            guard,
+            open_paths,
+            hsts,
+        }
+    }
+}
+
+impl<S, B> Service<Request<B>> for Hardened<S>
+where
+    S: Service<Request<B>, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = HardenedFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let hsts = self.hsts;
+        if self.open_paths.contains(&request.uri().path()) {
+            return HardenedFuture::new(State::Open {
+                inner: self.inner.call(request),
+                hsts,
+            });
+        }
+        match self.guard.check(&request) {
+            Verdict::Answer(mut response) => {
+                security_headers(&mut response, hsts);
+                HardenedFuture::new(State::Answered {
+                    response: std::future::ready(Ok(response)),
+                })
+            }
+            Verdict::Pass(cors) => HardenedFuture::new(State::Guarded {
+                inner: tokio::time::timeout(self.guard.timeout, self.inner.call(request)),
+                cors,
+                hsts,
+                limit: self.guard.timeout,
+            }),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`Hardened`].
+    pub struct HardenedFuture<F> {
+        #[pin]
+        state: State<F>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        // Answered by the guard.
+        Answered { #[pin] response: std::future::Ready<Result<Response, Infallible>> },
+        // An open path: security headers only.
+        Open { #[pin] inner: F, hsts: bool },
+        // A guarded route, within the time limit.
+        Guarded {
+            #[pin]
+            inner: tokio::time::Timeout<F>,
+            cors: Option<HeaderValue>,
+            hsts: bool,
+            limit: Duration,
+        },
+    }
+}
+
+impl<F> HardenedFuture<F> {
+    fn new(state: State<F>) -> Self {
+        Self { state }
+    }
+}
+
+impl<F> std::fmt::Debug for HardenedFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HardenedFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F> Future for HardenedFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Answered { response } => response.poll(cx),
+            StateProj::Open { inner, hsts } => {
+                let Ok(mut response) = std::task::ready!(inner.poll(cx));
+                security_headers(&mut response, *hsts);
+                Poll::Ready(Ok(response))
+            }
+            StateProj::Guarded {
+                inner,
+                cors,
+                hsts,
+                limit,
+            } => {
+                let mut response = match std::task::ready!(inner.poll(cx)) {
+                    Ok(Ok(response)) => response,
+                    Err(_) => {
+                        tracing::warn!(limit = ?limit, "request time limit reached");
+                        let mut response = refuse(StatusCode::REQUEST_TIMEOUT, "request_timeout");
+                        response
+                            .headers_mut()
+                            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                        response
+                    }
+                };
+                guarded_headers(&mut response, cors.take());
+                security_headers(&mut response, *hsts);
+                Poll::Ready(Ok(response))
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -431,6 +612,42 @@ mod tests {
 
         let err = Guard::new(&server("allowed_origins = [\"not an origin\"]")).unwrap_err();
         assert!(err.to_string().contains("server.allowed_origins"), "{err}");
+    }
+
+    #[test]
+    fn host_headers_split_as_authorities_do() {
+        for text in [
+            "localhost",
+            "LocalHost:8080",
+            "127.0.0.1:1",
+            "[::1]",
+            "[::1]:443",
+            "mcp.example.com:65535",
+            "a-b.example",
+        ] {
+            let authority: Authority = text.parse().unwrap();
+            assert_eq!(
+                split_host(text),
+                Some((authority.host(), authority.port_u16())),
+                "{text}"
+            );
+        }
+        for bad in [
+            "",
+            ":80",
+            "localhost:",
+            "localhost:+80",
+            "localhost:65536",
+            "localhost:80:81",
+            "user@localhost",
+            "[::1",
+            "[::1]x",
+            "[::1]:",
+            "a b",
+            "host/path",
+        ] {
+            assert_eq!(split_host(bad), None, "{bad}");
+        }
     }
 
     #[test]

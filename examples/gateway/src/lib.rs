@@ -51,6 +51,7 @@ mod upstream;
 
 pub use config::Config;
 pub use gateway::{BuildOptions, Gateway, MCP_PATH, MCP_SESSION_ID, ShutdownReport, build_policy};
+pub use hardening::{Hardened, HardenedFuture};
 pub use tls::install_crypto_provider;
 pub use upstream::{GATEWAY_JWKS_PATH, UpstreamError};
 

@@ -1,4 +1,8 @@
 //! A sink that appends JSON lines to files rotated by size and by day.
+//!
+//! Each line is one event's JSON (the schema of [`AuditEvent`], `chain.hash` included) with
+//! every object's keys sorted: the hashed canonical form plus the hash, written by the same
+//! code that hashes it (see [`crate::chain`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
@@ -219,18 +223,18 @@ impl AuditSink for JsonlSink {
 
     async fn write_batch(&self, events: &[AuditEvent]) -> Result<(), SinkError> {
         // One buffer for the batch's lines (no allocation per event); each line's day and end.
-        let mut text = Vec::with_capacity(events.len() * LINE_GUESS);
+        let mut text = String::with_capacity(events.len() * LINE_GUESS);
         let mut lines = Vec::with_capacity(events.len());
         for e in events {
-            serde_json::to_writer(&mut text, e)?;
-            text.push(b'\n');
+            crate::chain::write_event_json(e, &mut text);
+            text.push('\n');
             lines.push((e.time.date(), text.len()));
         }
         let config = Arc::clone(&self.config);
         let state = Arc::clone(&self.state);
         blocking(move || {
             let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
-            write_lines(&config, &mut state, &text, &lines)
+            write_lines(&config, &mut state, text.as_bytes(), &lines)
         })
         .await
     }
