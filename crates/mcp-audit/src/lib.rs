@@ -52,28 +52,26 @@
 //! ## Throughput
 //!
 //! `cargo bench -p mcp-audit --all-features --bench audit` measures events per second through
-//! the whole pipeline: queue, redaction, hash chain, batching and the database. On the 2-core
-//! reference machine while other builds ran on it, with PostgreSQL 15 on the same machine
-//! (for comparison, the rate at which PostgreSQL alone takes the same rows there: `psql
-//! \copy` of 500-row transactions on two connections, no work on the client side):
+//! the whole pipeline: queue, redaction, hash chain, batching (1 000 events) and the database.
+//! On a quiet 2-vCPU VM with PostgreSQL 15 on the same machine (2026-11-21):
 //!
-//! | bench | load average | events/s | PostgreSQL alone, rows/s |
-//! | --- | ---: | ---: | ---: |
-//! | `audit/postgres_throughput` | 3.3 | 56k to 57k | 86k to 100k |
-//! | `audit/sqlite_throughput` | 6 | 50k to 57k | |
+//! | bench | events/s |
+//! | --- | ---: |
+//! | `audit/record` (enqueue) | 143 ns per event |
+//! | `audit/sqlite_throughput` | 62.7k |
+//! | `audit/postgres_throughput`, `MCP_TEST_POSTGRES_URL` over TCP on 127.0.0.1 | 61.6k |
+//! | `audit/postgres_throughput`, the same server over its Unix socket | 107k |
 //!
-//! Per event PostgreSQL spends about 9.5 µs of CPU (heap, WAL, and above all the primary key
-//! and the three secondary indexes) and the benchmark process about 3.2 µs (mostly SHA-256
-//! for the hash chain), so two otherwise idle cores would top out near 160k events/s. On the
-//! shared machine the bench reaches about 60 % of PostgreSQL's own rate: the writer's CPU
-//! comes out of the same two cores.
-//!
-//! On a second, slower 2-vCPU VM with nothing else running (load average about 1): 44k
-//! events/s into PostgreSQL and 44k into SQLite, `audit/record` 197 ns. PostgreSQL alone
-//! there, 200 000 rows made in advance into a scratch schema with this crate's migration:
-//! 60k rows/s by `INSERT ... SELECT` from `generate_series`, 60k to 71k by one `psql \copy`
-//! of a CSV file, 69k to 74k by two in parallel; with the three secondary indexes dropped, 95k
-//! to 98k (one `\copy`). The bench reaches about 60 % to 65 % of the server's own rate there.
+//! PostgreSQL alone takes these rows much faster than the TCP run gives them: one `psql
+//! \copy` of 200 000 rows in binary form into this crate's table (all four indexes) ran at
+//! 114k to 140k rows/s, also with 2.4 million rows already stored. Over TCP the bench's CPU
+//! is two thirds idle and each 1 000-event `COPY` takes 23 to 36 ms instead of 15 ms: sqlx
+//! 0.9.0 no longer sets `TCP_NODELAY` on its sockets (sqlx issue 4335; the fix, pull request
+//! 4336, is merged but not released), so the small `CopyDone` message after the data waits
+//! for the server's delayed acknowledgement (Nagle's algorithm). The same happens to any
+//! statement sent in more than one write. Until a sqlx release sets it again, connect to a
+//! PostgreSQL on the same machine through its Unix socket (`host=/var/run/postgresql` in the
+//! URL), which has no such delay.
 //!
 //! ## Feature flags
 //!

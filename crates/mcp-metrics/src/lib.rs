@@ -180,13 +180,17 @@
 //! this measurement spread over several percent either way, which is why the instruction
 //! counts are the reference; the criterion benches (wall-clock time) cannot resolve a
 //! difference that small there either. In process, without the HTTP stack
-//! (`metrics/layer_overhead/around_router/*`, a request of about 2 µs), the same work is a
-//! larger share, about 10 %.
+//! (`metrics/layer_overhead/around_router/*`, a request of 0.6 to 2 µs depending on the
+//! machine), the same work is a larger share, 10 % to 30 %.
 //!
 //! Over loopback HTTP in wall-clock time (criterion, `metrics/layer_overhead_http/*`, a whole
-//! round trip of a client and the server on one thread, quiet VM): around the router
-//! 30.1 -> 30.9 µs (+2.7 %), with `Router::layer` 35.9 -> 37.6 µs (+4.7 %); the confidence
-//! intervals of each pair are about ±2 % wide.
+//! round trip of a client and the server on one thread), the variants run one after another
+//! and the machine's drift between them is larger than the layer: on one quiet VM around
+//! the router 30.1 -> 30.9 µs (+2.7 %), on a faster one (2026-11-21) 28.1 -> 30.2 µs, where
+//! the layer's own work in process was 0.18 µs (`around_router/*`: 599 -> 778 ns) and the
+//! server thread's CPU time per request about 15.9 µs (`layer_instructions -- --cpu`), so
+//! about 1.1 % of it. The interleaved CPU-time rounds of `layer_instructions -- --cpu` spread
+//! by ±15 % on that VM and resolve neither.
 //!
 //! For the lowest overhead, wrap the whole router
 //! (`axum::serve(listener, layer.layer(router).into_make_service())` with `axum::ServiceExt`)

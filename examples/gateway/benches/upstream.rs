@@ -97,7 +97,11 @@ fn rmcp_paths(c: &mut Criterion) {
 
 /// A gateway with the demo's limits and policy in front of `upstream` (a `[[upstreams]]`
 /// body), trusting `issuer`.
-fn gateway(rt: &tokio::runtime::Runtime, upstream: &str, issuer: &Arc<LocalIssuer>) -> Hardened<Router> {
+fn gateway(
+    rt: &tokio::runtime::Runtime,
+    upstream: &str,
+    issuer: &Arc<LocalIssuer>,
+) -> Hardened<Router> {
     let text = format!(
         r#"
         [server]

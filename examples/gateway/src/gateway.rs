@@ -42,7 +42,7 @@ use mcp_ratelimit::{
 use mcp_rbac::{Binding, ListKind, Policy, PolicyBuilder, PolicyHandle, Reason};
 use rmcp::model::{
     ClientJsonRpcMessage, ClientRequest, ErrorCode, ErrorData, InitializeResult, JsonObject,
-    JsonRpcRequest, ProtocolVersion, RequestId, ServerJsonRpcMessage, ServerResult,
+    JsonRpcRequest, NumberOrString, ProtocolVersion, RequestId, ServerJsonRpcMessage, ServerResult,
 };
 use tokio::net::TcpListener;
 use tower::util::Either;
@@ -765,6 +765,15 @@ impl<'a> Target<'a> {
     }
 }
 
+/// A request id as the audit trail records it: what its `Display` writes, a number through
+/// itoa (the formatting machinery wrote it into a buffer grown from empty).
+fn request_id_text(id: &RequestId) -> String {
+    match id {
+        NumberOrString::Number(n) => itoa::Buffer::new().format(*n).to_owned(),
+        NumberOrString::String(s) => s.to_string(),
+    }
+}
+
 impl Core {
     fn audit(&self, event: AuditEvent) {
         if !self.audit_on {
@@ -782,7 +791,7 @@ impl Core {
             .subject(p.subject())
             .auth_method(crate::auth::method_name(p))
             .method(call.request.request.method())
-            .request_id(call.request.id.to_string())
+            .request_id(request_id_text(&call.request.id))
             .client_ip(call.client_ip);
         if let Some(tenant) = p.tenant() {
             event = event.tenant(tenant);
@@ -1734,4 +1743,18 @@ async fn metrics_endpoint(State(app): State<App>, headers: http::HeaderMap) -> R
     core.metrics
         .set_audit_queue_depth(u64::try_from(stats.queue_depth).unwrap_or(u64::MAX));
     mcp_metrics::metrics_response_for(&core.metrics, headers.get(ACCEPT)).map(Body::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn request_ids_are_recorded_as_displayed(n in proptest::prelude::any::<i64>(), s in "\\PC{0,20}") {
+            for id in [NumberOrString::Number(n), NumberOrString::String(s.as_str().into())] {
+                proptest::prop_assert_eq!(request_id_text(&id), id.to_string());
+            }
+        }
+    }
 }
