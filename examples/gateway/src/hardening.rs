@@ -398,7 +398,7 @@ fn security_headers(response: &mut Response, hsts: bool) {
 }
 
 /// The gateway's HTTP hardening around its whole router: every path but the open ones
-/// (health probes, the metrics scrape, the gateway's own keys) passes the [`Guard`] (HTTPS,
+/// (health probes, the metrics scrape, the gateway's own keys) passes the guard (HTTPS,
 /// Host, Origin, CORS) and the request time limit; every response gets the security headers.
 ///
 /// One service around the router instead of two `axum::middleware::from_fn` layers, which
