@@ -189,8 +189,13 @@
 //! the router 30.1 -> 30.9 µs (+2.7 %), on a faster one (2026-11-21) 28.1 -> 30.2 µs, where
 //! the layer's own work in process was 0.18 µs (`around_router/*`: 599 -> 778 ns) and the
 //! server thread's CPU time per request about 15.9 µs (`layer_instructions -- --cpu`), so
-//! about 1.1 % of it. The interleaved CPU-time rounds of `layer_instructions -- --cpu` spread
-//! by ±15 % on that VM and resolve neither.
+//! about 1.1 % of it if nothing else changed. The interleaved CPU-time rounds of
+//! `layer_instructions -- --cpu` say otherwise there: with 20 000 requests per round the
+//! per-round differences spread over ±15 % (median -1.7 % around the router); with
+//! `--requests 100000 --rounds 9` the server thread spent 12.5 -> 13.4 µs per request around
+//! the router (+5.6 %, rounds +0.6 % to +21.7 %), +0.57 µs of user and +0.46 µs of system
+//! time, more than the layer's own 0.18 µs: in this one-connection ping-pong a slightly
+//! slower answer can make the server park and be woken more often (unconfirmed).
 //!
 //! For the lowest overhead, wrap the whole router
 //! (`axum::serve(listener, layer.layer(router).into_make_service())` with `axum::ServiceExt`)
