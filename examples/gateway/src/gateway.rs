@@ -76,7 +76,7 @@ const JSONRPC_RATE_LIMITED: i32 = -32029;
 pub const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 
 /// The header naming the negotiated protocol version on requests after `initialize`.
-const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
+pub(crate) const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
 
 /// The audit `method` of a session ended with `DELETE /mcp`.
 const SESSION_END: &str = "session/end";

@@ -35,6 +35,7 @@ use super::UpstreamError;
 use super::assertion::Asserter;
 use super::stdio::Backoff;
 use crate::config::{ReconnectSection, UpstreamConfig};
+use crate::gateway::{MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
 use crate::rpc::{self, Expect};
 
 /// The protocol version the gateway asks its upstreams for: the newest one with the
@@ -45,8 +46,6 @@ const JSON: &str = "application/json";
 const EVENT_STREAM: &str = "text/event-stream";
 /// Both, as the Streamable HTTP transport requires of a client's POST.
 const ACCEPT_BOTH: &str = "application/json, text/event-stream";
-const PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
-const SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 /// The largest answer read (a JSON body, or all of an event stream), as rmcp's client.
 const MAX_ANSWER: usize = 16 * 1024 * 1024;
 /// The largest body of a failure status read for a JSON-RPC error, as rmcp's client.
@@ -215,10 +214,7 @@ impl HttpClient {
         assertion: Option<&HeaderValue>,
     ) -> HashMap<HeaderName, HeaderValue> {
         let mut headers = HashMap::with_capacity(2);
-        headers.insert(
-            HeaderName::from_static("mcp-protocol-version"),
-            version.clone(),
-        );
+        headers.insert(MCP_PROTOCOL_VERSION, version.clone());
         if let (Some(asserter), Some(value)) = (&self.asserter, assertion) {
             headers.insert(asserter.header().clone(), value.clone());
         }
@@ -245,10 +241,10 @@ impl HttpClient {
             .post(self.uri.as_ref())
             .header(ACCEPT, ACCEPT_BOTH)
             .header(CONTENT_TYPE, JSON)
-            .header(PROTOCOL_VERSION, version.clone())
+            .header(MCP_PROTOCOL_VERSION, version.clone())
             .body(body);
         if let Some(session_id) = session_id {
-            request = request.header(SESSION_ID, session_id);
+            request = request.header(MCP_SESSION_ID, session_id);
         }
         if let (Some(asserter), Some(value)) = (&self.asserter, assertion) {
             request = request.header(asserter.header().clone(), value.clone());
@@ -260,7 +256,7 @@ impl HttpClient {
         }
         let named_session = response
             .headers()
-            .get(SESSION_ID)
+            .get(MCP_SESSION_ID)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let posted = |answer| {
