@@ -1,8 +1,10 @@
-//! The client of an HTTP (Streamable HTTP) upstream: each request is one POST made with
-//! reqwest by the request's own task, its body encoded once and its answer (a JSON body or
-//! the matching event of an SSE stream, bounded as rmcp's client bounds them) read with the
-//! fast paths of `crate::rpc`; `initialize` is one such POST too. The `initialized`
-//! notification and the session's deletion use rmcp's reqwest-based `StreamableHttpClient`.
+//! The client of an HTTP (Streamable HTTP) upstream: each request is one POST made by the
+//! request's own task, its body encoded once and its answer (a JSON body or the matching
+//! event of an SSE stream, bounded as rmcp's client bounds them) read with the fast paths of
+//! `crate::rpc`; `initialize` is one such POST too. POSTs to a plain `http://` upstream go
+//! through the pooled HTTP/1.1 client of `super::h1`, to an `https://` one through reqwest
+//! (TLS, HTTP/2). The `initialized` notification and the session's deletion use rmcp's
+//! reqwest-based `StreamableHttpClient`.
 //!
 //! rmcp's client service would add, per request, a hop through its worker task and channels,
 //! request-header rebuilding and a response router; for a gateway that already holds the
@@ -13,14 +15,18 @@
 //! new handshake and the request is sent once more.
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use http::header::{ACCEPT, CONTENT_TYPE};
-use http::{HeaderName, HeaderValue, StatusCode};
+use http::{HeaderName, HeaderValue, Method, StatusCode, Uri};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt as _;
 use rmcp::ErrorData;
 use rmcp::model::{
     ClientCapabilities, ClientJsonRpcMessage, ClientNotification, ClientRequest, Implementation,
@@ -33,6 +39,7 @@ use sse_stream::SseStream;
 
 use super::UpstreamError;
 use super::assertion::Asserter;
+use super::h1;
 use super::stdio::Backoff;
 use crate::config::{ReconnectSection, UpstreamConfig};
 use crate::gateway::{MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
@@ -55,6 +62,8 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 struct Session {
     /// `Mcp-Session-Id`, when the upstream keeps sessions.
     id: Option<Arc<str>>,
+    /// The same, as the header value sent with every request.
+    id_header: Option<HeaderValue>,
     /// `MCP-Protocol-Version` with the negotiated version, sent with every request.
     version: HeaderValue,
     info: Arc<ServerPeerInfo>,
@@ -65,13 +74,54 @@ struct Posted {
     /// The answer to the request.
     answer: Result<ServerResult, ErrorData>,
     /// The `Mcp-Session-Id` the upstream named (it names one in answer to `initialize`).
-    session_id: Option<String>,
+    session_id: Option<HeaderValue>,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body of an upstream's answer, from either client.
+enum AnswerBody {
+    Pooled(h1::PooledBody),
+    Reqwest(reqwest::Body),
+}
+
+impl Body for AnswerBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Self::Pooled(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            Self::Reqwest(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Pooled(body) => body.is_end_stream(),
+            Self::Reqwest(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Pooled(body) => body.size_hint(),
+            Self::Reqwest(body) => body.size_hint(),
+        }
+    }
 }
 
 /// A shared client of one HTTP upstream.
 pub(crate) struct HttpClient {
     name: String,
     uri: Arc<str>,
+    /// The URL, parsed once for reqwest's requests.
+    target: Uri,
+    /// The pooled client of a plain `http://` upstream; `None`: reqwest sends the POSTs.
+    plain: Option<h1::Pool>,
     http: reqwest::Client,
     asserter: Option<Arc<Asserter>>,
     timeout: Duration,
@@ -105,9 +155,14 @@ impl HttpClient {
             .pool_max_idle_per_host(64)
             .build()
             .map_err(|e| UpstreamError::Unavailable(format!("http client: {e}")))?;
+        let target = config.url.parse().map_err(|e| {
+            UpstreamError::Unavailable(format!("upstream URL `{}`: {e}", config.url))
+        })?;
         Ok(Self {
             name: config.name.clone(),
             uri: Arc::from(config.url.as_str()),
+            target,
+            plain: h1::Pool::for_url(&config.url),
             http,
             asserter,
             timeout: config.timeout(),
@@ -143,7 +198,7 @@ impl HttpClient {
         let posted = match self
             .post(
                 &session.version,
-                session.id.as_deref(),
+                session.id_header.as_ref(),
                 body.clone(),
                 &id,
                 expect,
@@ -158,7 +213,7 @@ impl HttpClient {
                 let session = self.session().await?;
                 self.post(
                     &session.version,
-                    session.id.as_deref(),
+                    session.id_header.as_ref(),
                     body,
                     &id,
                     expect,
@@ -230,35 +285,30 @@ impl HttpClient {
     async fn post(
         &self,
         version: &HeaderValue,
-        session_id: Option<&str>,
+        session_id: Option<&HeaderValue>,
         body: Bytes,
         id: &RequestId,
         expect: Expect,
         assertion: Option<&HeaderValue>,
     ) -> Result<Option<Posted>, UpstreamError> {
-        let mut request = self
-            .http
-            .post(self.uri.as_ref())
-            .header(ACCEPT, ACCEPT_BOTH)
-            .header(CONTENT_TYPE, JSON)
-            .header(MCP_PROTOCOL_VERSION, version.clone())
-            .body(body);
+        let mut request = http::Request::new(body);
+        *request.method_mut() = Method::POST;
+        let headers = request.headers_mut();
+        headers.insert(ACCEPT, HeaderValue::from_static(ACCEPT_BOTH));
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
+        headers.insert(MCP_PROTOCOL_VERSION, version.clone());
         if let Some(session_id) = session_id {
-            request = request.header(MCP_SESSION_ID, session_id);
+            headers.insert(MCP_SESSION_ID, session_id.clone());
         }
         if let (Some(asserter), Some(value)) = (&self.asserter, assertion) {
-            request = request.header(asserter.header().clone(), value.clone());
+            headers.insert(asserter.header().clone(), value.clone());
         }
-        let response = request.send().await.map_err(|e| unavailable(&e))?;
+        let response = self.send(request).await?;
         let status = response.status();
         if status == StatusCode::NOT_FOUND && session_id.is_some() {
             return Ok(None);
         }
-        let named_session = response
-            .headers()
-            .get(MCP_SESSION_ID)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let named_session = response.headers().get(MCP_SESSION_ID).cloned();
         let posted = |answer| {
             Ok(Some(Posted {
                 answer,
@@ -274,7 +324,7 @@ impl HttpClient {
         if !status.is_success() {
             // A JSON-RPC error carried by a failure status is the request's answer.
             if is_json && !matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
-                let body = read_bounded(response, MAX_ERROR_BODY).await?;
+                let body = read_bounded(response.into_body(), MAX_ERROR_BODY).await?;
                 if let Some(Err(error)) = rpc::parse_answer(&body, id, expect) {
                     return posted(Err(error));
                 }
@@ -289,7 +339,7 @@ impl HttpClient {
             ));
         }
         if is_json {
-            let body = read_bounded(response, MAX_ANSWER).await?;
+            let body = read_bounded(response.into_body(), MAX_ANSWER).await?;
             return match rpc::parse_answer(&body, id, expect) {
                 Some(answer) => posted(answer),
                 None => Err(UpstreamError::Unavailable(
@@ -304,7 +354,7 @@ impl HttpClient {
             )));
         }
         let mut read = 0usize;
-        let bytes = response.bytes_stream().map(move |chunk| {
+        let bytes = response.into_body().into_data_stream().map(move |chunk| {
             let chunk = chunk.map_err(std::io::Error::other)?;
             read += chunk.len();
             if read > MAX_ANSWER {
@@ -327,6 +377,25 @@ impl HttpClient {
         Err(UpstreamError::Unavailable(
             "the upstream's event stream ended without a response".to_owned(),
         ))
+    }
+
+    /// Sends `request` (a POST to the upstream's URL) with the pooled client or reqwest.
+    async fn send(
+        &self,
+        mut request: http::Request<Bytes>,
+    ) -> Result<http::Response<AnswerBody>, UpstreamError> {
+        if let Some(pool) = &self.plain {
+            let response = pool.send(request).await.map_err(|e| unavailable(&e))?;
+            return Ok(response.map(AnswerBody::Pooled));
+        }
+        *request.uri_mut() = self.target.clone();
+        let request = reqwest::Request::try_from(request).map_err(|e| unavailable(&e))?;
+        let response = self
+            .http
+            .execute(request)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(http::Response::from(response).map(AnswerBody::Reqwest))
     }
 
     /// The live session, or a new one (made once for all waiting callers). While a
@@ -401,9 +470,14 @@ impl HttpClient {
             }
             Err(error) => return Err(UpstreamError::Rpc(error)),
         };
-        let session_id = posted.session_id;
+        // Kept only when it is text: rmcp's client sends it as a string.
+        let id_header = posted.session_id.filter(|v| v.to_str().is_ok());
         let session = Session {
-            id: session_id.map(Arc::from),
+            id: id_header
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .map(Arc::from),
+            id_header,
             version: version_header(&result.protocol_version),
             info: Arc::new(ServerPeerInfo::from(result)),
         };
@@ -448,24 +522,24 @@ fn version_header(version: &ProtocolVersion) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("2025-11-25"))
 }
 
-/// The body of `response`, refused when it is longer than `limit` bytes.
-async fn read_bounded(
-    mut response: reqwest::Response,
-    limit: usize,
-) -> Result<Vec<u8>, UpstreamError> {
+/// `body`, refused when it is longer than `limit` bytes.
+async fn read_bounded(mut body: AnswerBody, limit: usize) -> Result<Vec<u8>, UpstreamError> {
     let too_large = || UpstreamError::Unavailable(format!("answer over {limit} bytes"));
-    let expected = response.content_length().unwrap_or(0);
+    let expected = body.size_hint().lower();
     if expected > limit as u64 {
         return Err(too_large());
     }
-    let mut body = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
-    while let Some(chunk) = response.chunk().await.map_err(|e| unavailable(&e))? {
-        if body.len() + chunk.len() > limit {
+    let mut read = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
+    while let Some(frame) = body.frame().await {
+        let Ok(chunk) = frame.map_err(|e| unavailable(&e))?.into_data() else {
+            continue;
+        };
+        if read.len() + chunk.len() > limit {
             return Err(too_large());
         }
-        body.extend_from_slice(&chunk);
+        read.extend_from_slice(&chunk);
     }
-    Ok(body)
+    Ok(read)
 }
 
 fn unavailable(error: &dyn std::fmt::Display) -> UpstreamError {

@@ -11,6 +11,7 @@
 
 mod assertion;
 mod breaker;
+mod h1;
 mod http;
 mod in_process;
 mod metrics;
