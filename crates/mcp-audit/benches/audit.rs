@@ -184,7 +184,8 @@ fn bench_postgres(c: &mut Criterion) {
             .unwrap()
             .options([("search_path", schema.as_str())]);
         let pool = PgPoolOptions::new()
-            .max_connections(2)
+            // Three batches in flight (`AuditSink::max_in_flight`: the pool's size but one).
+            .max_connections(4)
             .connect_with(options)
             .await
             .unwrap();

@@ -166,8 +166,9 @@ impl std::fmt::Debug for Msg {
 ///   woken only when a batch's worth is waiting (or by the batch deadline), not per event.
 ///   One batch is written while the next is taken, redacted and linked; at most one write
 ///   is in flight to a sink, so sinks see batches in order, unless a sink allows more
-///   ([`AuditSink::max_in_flight`]; the PostgreSQL store takes two, so that one batch's
-///   commit overlaps the next one's copy).
+///   ([`AuditSink::max_in_flight`]; the PostgreSQL store takes as many as its pool has
+///   connections but one, between 2 and 8, so that commits and round trips overlap the next
+///   batches' copies).
 /// * When a sink fails, the batch goes to that sink's spool file (append-only, fsynced) and
 ///   every later batch follows it there, so order is kept; the spool is replayed with
 ///   exponential back-off until the sink accepts it.

@@ -41,6 +41,10 @@ const SQLITE_ROWS_PER_INSERT: usize = 1_000;
 #[cfg(feature = "postgres")]
 const PG_ROWS_PER_INSERT: usize = 5_000;
 
+/// The most batches written at once to PostgreSQL ([`AuditSink::max_in_flight`]).
+#[cfg(feature = "postgres")]
+pub const PG_MAX_IN_FLIGHT: usize = 8;
+
 /// The smallest part a PostgreSQL insert is split into for parallel copies
 /// ([`AuditStore::write_connections`]).
 #[cfg(feature = "postgres")]
@@ -655,23 +659,49 @@ impl AuditSink for AuditStore {
         Ok(())
     }
 
-    /// PostgreSQL: two batches at once, so that one batch's commit (the WAL flush) overlaps
-    /// the next one's copy; inserts are idempotent and queries order by time and chain
-    /// position, so the order in which batches land does not matter. SQLite (one writer): 1.
+    /// PostgreSQL: as many batches at once as the pool has connections but one (kept for
+    /// queries), at least two and at most [`PG_MAX_IN_FLIGHT`], so that commits (the WAL
+    /// flush) and round trips overlap the next batches' copies; inserts are idempotent and
+    /// queries order by time and chain position, so the order in which batches land does not
+    /// matter. SQLite (one writer): 1.
     fn max_in_flight(&self) -> usize {
         match &self.backend {
             #[cfg(feature = "sqlite")]
             Backend::Sqlite(_) => 1,
             #[cfg(feature = "postgres")]
-            Backend::Postgres(_) => 2,
+            Backend::Postgres(pool) => pg_in_flight(pool.max_connections()),
         }
     }
+}
+
+/// Batches written at once to a PostgreSQL pool of `connections`.
+#[cfg(feature = "postgres")]
+fn pg_in_flight(connections: u32) -> usize {
+    usize::try_from(connections)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(1)
+        .clamp(2, PG_MAX_IN_FLIGHT)
 }
 
 /// The queries on PostgreSQL use the indexes they were written for: each is explained with
 /// sequential scans disabled, on a table with enough rows and statistics for the choice to
 /// be the planner's, and the plan must name the expected index. A query whose condition no
 /// longer matches its index's expression falls back to scanning the primary key and fails.
+#[cfg(all(test, feature = "postgres"))]
+mod in_flight_tests {
+    use super::{PG_MAX_IN_FLIGHT, pg_in_flight};
+
+    #[test]
+    fn writes_in_flight_follow_the_pool_and_leave_a_connection_for_queries() {
+        assert_eq!(pg_in_flight(0), 2);
+        assert_eq!(pg_in_flight(1), 2);
+        assert_eq!(pg_in_flight(2), 2);
+        assert_eq!(pg_in_flight(4), 3);
+        assert_eq!(pg_in_flight(9), 8);
+        assert_eq!(pg_in_flight(u32::MAX), PG_MAX_IN_FLIGHT);
+    }
+}
+
 #[cfg(all(test, feature = "postgres"))]
 mod plan_tests {
     #![allow(
