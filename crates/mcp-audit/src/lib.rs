@@ -73,6 +73,16 @@
 //! PostgreSQL on the same machine through its Unix socket (`host=/var/run/postgresql` in the
 //! URL), which has no such delay.
 //!
+//! Because each write mostly waits (for the delayed acknowledgement, then for the commit's
+//! WAL flush), the store keeps as many batches in flight as its pool has connections but one
+//! (2 to 8; [`AuditSink::max_in_flight`]), and the bench uses a pool of 4. On the slower VM
+//! of a later session (2026-11-21, 21:40 UTC), over TCP with batches of 1 000: two batches in
+//! flight 42.8k events/s (the Unix socket: 74.8k), three 50.8k, four 63.7k, eight 76.0k; two
+//! in flight with batches of 5 000: 85.6k; four with 2 500: 90.8k. Both cores were busy
+//! there (the bench's own pipeline and PostgreSQL), so 100k was out of reach on that machine
+//! whatever the transport. Larger batches ([`AuditLoggerBuilder::batch_size`]) and a larger
+//! pool both help a PostgreSQL sink under sustained load.
+//!
 //! ## Feature flags
 //!
 //! | feature | default | what |

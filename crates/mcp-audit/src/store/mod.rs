@@ -43,7 +43,7 @@ const PG_ROWS_PER_INSERT: usize = 5_000;
 
 /// The most batches written at once to PostgreSQL ([`AuditSink::max_in_flight`]).
 #[cfg(feature = "postgres")]
-pub const PG_MAX_IN_FLIGHT: usize = 8;
+const PG_MAX_IN_FLIGHT: usize = 8;
 
 /// The smallest part a PostgreSQL insert is split into for parallel copies
 /// ([`AuditStore::write_connections`]).
@@ -660,7 +660,7 @@ impl AuditSink for AuditStore {
     }
 
     /// PostgreSQL: as many batches at once as the pool has connections but one (kept for
-    /// queries), at least two and at most [`PG_MAX_IN_FLIGHT`], so that commits (the WAL
+    /// queries), at least two and at most eight, so that commits (the WAL
     /// flush) and round trips overlap the next batches' copies; inserts are idempotent and
     /// queries order by time and chain position, so the order in which batches land does not
     /// matter. SQLite (one writer): 1.
