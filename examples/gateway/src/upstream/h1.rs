@@ -53,13 +53,14 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    /// A pool for `url`, or `None` when it is not a plain `http://` URL.
+    /// A pool for `url`, or `None` when it is not a plain `http://` URL or carries
+    /// credentials (reqwest sends those as basic authentication).
     pub(crate) fn for_url(url: &str) -> Option<Self> {
         let uri: Uri = url.parse().ok()?;
         if uri.scheme_str() != Some("http") {
             return None;
         }
-        let authority = uri.authority()?;
+        let authority = uri.authority().filter(|a| !a.as_str().contains('@'))?;
         let host = authority.host();
         let host = host
             .strip_prefix('[')
@@ -338,6 +339,7 @@ mod tests {
         );
         assert_eq!(pool.inner.target, "/");
         assert!(Pool::for_url("https://upstream.internal/mcp").is_none());
+        assert!(Pool::for_url("http://user:secret@upstream.internal/mcp").is_none());
         assert!(Pool::for_url("not a url").is_none());
     }
 

@@ -24,7 +24,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use http::header::{ACCEPT, CONTENT_TYPE};
-use http::{HeaderName, HeaderValue, Method, StatusCode, Uri};
+use http::{HeaderName, HeaderValue, Method, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt as _;
 use rmcp::ErrorData;
@@ -118,8 +118,6 @@ impl Body for AnswerBody {
 pub(crate) struct HttpClient {
     name: String,
     uri: Arc<str>,
-    /// The URL, parsed once for reqwest's requests.
-    target: Uri,
     /// The pooled client of a plain `http://` upstream; `None`: reqwest sends the POSTs.
     plain: Option<h1::Pool>,
     http: reqwest::Client,
@@ -155,13 +153,9 @@ impl HttpClient {
             .pool_max_idle_per_host(64)
             .build()
             .map_err(|e| UpstreamError::Unavailable(format!("http client: {e}")))?;
-        let target = config.url.parse().map_err(|e| {
-            UpstreamError::Unavailable(format!("upstream URL `{}`: {e}", config.url))
-        })?;
         Ok(Self {
             name: config.name.clone(),
             uri: Arc::from(config.url.as_str()),
-            target,
             plain: h1::Pool::for_url(&config.url),
             http,
             asserter,
@@ -382,17 +376,20 @@ impl HttpClient {
     /// Sends `request` (a POST to the upstream's URL) with the pooled client or reqwest.
     async fn send(
         &self,
-        mut request: http::Request<Bytes>,
+        request: http::Request<Bytes>,
     ) -> Result<http::Response<AnswerBody>, UpstreamError> {
         if let Some(pool) = &self.plain {
             let response = pool.send(request).await.map_err(|e| unavailable(&e))?;
             return Ok(response.map(AnswerBody::Pooled));
         }
-        *request.uri_mut() = self.target.clone();
-        let request = reqwest::Request::try_from(request).map_err(|e| unavailable(&e))?;
+        // reqwest's builder, which turns credentials in the URL into basic authentication.
+        let (parts, body) = request.into_parts();
         let response = self
             .http
-            .execute(request)
+            .post(self.uri.as_ref())
+            .headers(parts.headers)
+            .body(body)
+            .send()
             .await
             .map_err(|e| unavailable(&e))?;
         Ok(http::Response::from(response).map(AnswerBody::Reqwest))
