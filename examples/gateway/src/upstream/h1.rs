@@ -137,20 +137,18 @@ impl Pool {
         sender: SendRequest<Full<Bytes>>,
     ) -> Response<PooledBody> {
         response.map(|body| {
-            let lease = Lease {
-                sender,
-                pool: Arc::clone(&self.inner),
+            let mut body = PooledBody {
+                body,
+                lease: Some(Lease {
+                    sender,
+                    pool: Arc::clone(&self.inner),
+                }),
             };
             // An answer without a body frees its connection at once.
-            if body.is_end_stream() {
-                lease.release();
-                PooledBody { body, lease: None }
-            } else {
-                PooledBody {
-                    body,
-                    lease: Some(lease),
-                }
+            if body.body.is_end_stream() {
+                body.release();
             }
+            body
         })
     }
 
@@ -195,6 +193,15 @@ pub(crate) struct PooledBody {
     lease: Option<Lease>,
 }
 
+impl PooledBody {
+    /// Returns the connection to the pool (the answer has ended).
+    fn release(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.release();
+        }
+    }
+}
+
 impl Body for PooledBody {
     type Data = Bytes;
     type Error = hyper::Error;
@@ -206,18 +213,11 @@ impl Body for PooledBody {
         let this = self.get_mut();
         let frame = Pin::new(&mut this.body).poll_frame(cx);
         match &frame {
-            Poll::Ready(None) => {
-                if let Some(lease) = this.lease.take() {
-                    lease.release();
-                }
-            }
+            Poll::Ready(None) => this.release(),
+            Poll::Ready(Some(Ok(_))) if this.body.is_end_stream() => this.release(),
+            // A failed connection is not reused: dropping the lease closes it.
             Poll::Ready(Some(Err(_))) => this.lease = None,
-            Poll::Ready(Some(Ok(_))) if this.body.is_end_stream() => {
-                if let Some(lease) = this.lease.take() {
-                    lease.release();
-                }
-            }
-            _ => {}
+            Poll::Ready(Some(Ok(_))) | Poll::Pending => {}
         }
         frame
     }

@@ -60,13 +60,22 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// An established upstream session.
 struct Session {
-    /// `Mcp-Session-Id`, when the upstream keeps sessions.
-    id: Option<Arc<str>>,
-    /// The same, as the header value sent with every request.
+    /// `Mcp-Session-Id`, when the upstream keeps sessions (always text), sent with every
+    /// request.
     id_header: Option<HeaderValue>,
     /// `MCP-Protocol-Version` with the negotiated version, sent with every request.
     version: HeaderValue,
     info: Arc<ServerPeerInfo>,
+}
+
+impl Session {
+    /// The session id as rmcp's client takes it (for the rare calls made through it).
+    fn id(&self) -> Option<Arc<str>> {
+        self.id_header
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .map(Arc::from)
+    }
 }
 
 /// What a POST brought back.
@@ -232,7 +241,7 @@ impl HttpClient {
         let Some(session) = session else {
             return;
         };
-        let Some(id) = session.id.clone() else {
+        let Some(id) = session.id() else {
             return;
         };
         let headers = self.headers(&session.version, self.gateway_assertion().as_ref());
@@ -470,10 +479,6 @@ impl HttpClient {
         // Kept only when it is text: rmcp's client sends it as a string.
         let id_header = posted.session_id.filter(|v| v.to_str().is_ok());
         let session = Session {
-            id: id_header
-                .as_ref()
-                .and_then(|v| v.to_str().ok())
-                .map(Arc::from),
             id_header,
             version: version_header(&result.protocol_version),
             info: Arc::new(ServerPeerInfo::from(result)),
@@ -489,7 +494,7 @@ impl HttpClient {
             .post_message(
                 Arc::clone(&self.uri),
                 initialized,
-                session.id.clone(),
+                session.id(),
                 None,
                 headers,
             )
