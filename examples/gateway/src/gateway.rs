@@ -811,7 +811,8 @@ impl Core {
             ClientRequest::InitializeRequest(init) => {
                 let requested = init.params.protocol_version.clone();
                 let mut session = None;
-                let response = match self.upstreams.server_info().await {
+                // Boxed: connecting to upstreams would make every request's future larger.
+                let response = match Box::pin(self.upstreams.server_info()).await {
                     Ok(info) => {
                         let version = negotiate(&requested);
                         let mut result = InitializeResult::new(info.capabilities.clone())

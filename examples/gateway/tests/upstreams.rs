@@ -301,10 +301,23 @@ async fn the_breaker_opens_when_an_upstream_dies_and_closes_when_it_returns() {
     );
 }
 
+/// A stateful demo upstream on a port below the kernel's ephemeral range (32768 and up on
+/// Linux), so that no socket of the tests running beside it is given its port while it is
+/// restarted: bound to port 0, a connection elsewhere could take the port in between.
+async fn stateful_below_the_ephemeral_ports() -> DemoUpstream {
+    for _ in 0..200 {
+        let port = rand::random_range(20_000..30_000);
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        if let Ok(up) = DemoUpstream::start_stateful_at(addr).await {
+            return up;
+        }
+    }
+    panic!("no free port between 20000 and 30000");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_stateful_upstream_gets_a_new_session_without_a_failed_call() {
-    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let mut up = DemoUpstream::start_stateful_at(any).await.unwrap();
+    let mut up = stateful_below_the_ephemeral_ports().await;
     let addr = up.addr();
     let mut gw = start(&http_upstream("solo", &up, ""), POLICY).await;
     let admin = gw.admin();
@@ -316,7 +329,15 @@ async fn a_restarted_stateful_upstream_gets_a_new_session_without_a_failed_call(
     // The new process knows nothing of the gateway's session: it answers 404, and the
     // gateway makes a new handshake and sends the call once more.
     up.stop().await;
-    let up = DemoUpstream::start_stateful_at(addr).await.unwrap();
+    let mut restarted = DemoUpstream::start_stateful_at(addr).await;
+    for _ in 0..100 {
+        if restarted.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        restarted = DemoUpstream::start_stateful_at(addr).await;
+    }
+    let up = restarted.unwrap();
     let (status, body) = gw.call_tool(&admin, "echo", echo).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(text_of(&body), "x");

@@ -407,9 +407,15 @@ impl HttpClient {
     /// The live session, or a new one (made once for all waiting callers). While a
     /// reconnect waits out its backoff, callers fail at once.
     async fn session(&self) -> Result<Arc<Session>, UpstreamError> {
-        if let Some(session) = self.live() {
-            return Ok(session);
+        match self.live() {
+            Some(session) => Ok(session),
+            // Boxed: the handshake's future would otherwise be part of every request's.
+            None => Box::pin(self.reconnect()).await,
         }
+    }
+
+    /// [`Self::session`] when there is no live session.
+    async fn reconnect(&self) -> Result<Arc<Session>, UpstreamError> {
         let mut backoff = self.link.lock().await;
         if let Some(session) = self.live() {
             return Ok(session);

@@ -168,11 +168,14 @@ impl Upstream {
         &self.config.name
     }
 
-    /// Runs `op` if the breaker admits it, and records how it went.
-    async fn guarded<T>(
-        &self,
-        op: impl Future<Output = Result<T, UpstreamError>>,
-    ) -> Result<T, UpstreamError> {
+    /// Runs the operation `op` makes if the breaker admits it, and records how it went.
+    ///
+    /// `op` makes its future only once admitted, so the future is held once, in the await,
+    /// and not also as an argument beside it (it is most of a request's future's size).
+    async fn guarded<T, F>(&self, op: impl FnOnce() -> F) -> Result<T, UpstreamError>
+    where
+        F: Future<Output = Result<T, UpstreamError>>,
+    {
         let permit = match self.breaker.admit() {
             Ok(permit) => permit,
             Err(retry_after) => {
@@ -184,7 +187,7 @@ impl Upstream {
                 return Err(error);
             }
         };
-        let result = op.await;
+        let result = op().await;
         let transition = match &result {
             Ok(_) | Err(UpstreamError::Rpc(_)) => {
                 self.health
@@ -226,9 +229,9 @@ impl Upstream {
     async fn info(&self) -> Result<Arc<ServerPeerInfo>, UpstreamError> {
         match &self.transport {
             Transport::InProcess(tools) => Ok(tools.info()),
-            Transport::Http(client) => self.guarded(client.info()).await,
+            Transport::Http(client) => self.guarded(|| client.info()).await,
             Transport::Stdio(client) => {
-                self.guarded(async {
+                self.guarded(|| async {
                     client
                         .peer()
                         .await?
@@ -250,12 +253,16 @@ impl Upstream {
     ) -> Result<ServerResult, UpstreamError> {
         let timeout = self.config.timeout();
         match &self.transport {
+            // Each transport's future is boxed: it is most of a request's future, which every
+            // caller up to the connection would otherwise hold (and copy) in its own.
             Transport::InProcess(tools) => {
-                self.guarded(async {
-                    match tokio::time::timeout(timeout, tools.call(id.clone(), request)).await {
-                        Ok(result) => result.map_err(UpstreamError::Rpc),
-                        Err(_) => Err(UpstreamError::Timeout),
-                    }
+                self.guarded(|| {
+                    Box::pin(async {
+                        match tokio::time::timeout(timeout, tools.call(id.clone(), request)).await {
+                            Ok(result) => result.map_err(UpstreamError::Rpc),
+                            Err(_) => Err(UpstreamError::Timeout),
+                        }
+                    })
                 })
                 .await
             }
@@ -269,25 +276,29 @@ impl Upstream {
                     }
                     _ => None,
                 };
-                self.guarded(async {
-                    match tokio::time::timeout(timeout, client.call(request, assertion)).await {
-                        Ok(result) => result,
-                        Err(_) => Err(UpstreamError::Timeout),
-                    }
+                self.guarded(|| {
+                    Box::pin(async {
+                        match tokio::time::timeout(timeout, client.call(request, assertion)).await {
+                            Ok(result) => result,
+                            Err(_) => Err(UpstreamError::Timeout),
+                        }
+                    })
                 })
                 .await
             }
             Transport::Stdio(client) => {
-                self.guarded(async {
-                    let peer = client.peer().await?;
-                    let handle = peer
-                        .send_request_with_option(
-                            request,
-                            PeerRequestOptions::with_timeout(timeout),
-                        )
-                        .await
-                        .map_err(map_error)?;
-                    handle.await_response().await.map_err(map_error)
+                self.guarded(|| {
+                    Box::pin(async {
+                        let peer = client.peer().await?;
+                        let handle = peer
+                            .send_request_with_option(
+                                request,
+                                PeerRequestOptions::with_timeout(timeout),
+                            )
+                            .await
+                            .map_err(map_error)?;
+                        handle.await_response().await.map_err(map_error)
+                    })
                 })
                 .await
             }
