@@ -304,20 +304,22 @@ async fn the_breaker_opens_when_an_upstream_dies_and_closes_when_it_returns() {
 /// A stateful demo upstream on a port below the kernel's ephemeral range (32768 and up on
 /// Linux), so that no socket of the tests running beside it is given its port while it is
 /// restarted: bound to port 0, a connection elsewhere could take the port in between.
-async fn stateful_below_the_ephemeral_ports() -> DemoUpstream {
+async fn stateful_below_the_ephemeral_ports() -> std::io::Result<DemoUpstream> {
+    let mut last = None;
     for _ in 0..200 {
         let port = rand::random_range(20_000..30_000);
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        if let Ok(up) = DemoUpstream::start_stateful_at(addr).await {
-            return up;
+        match DemoUpstream::start_stateful_at(addr).await {
+            Ok(up) => return Ok(up),
+            Err(error) => last = Some(error),
         }
     }
-    panic!("no free port between 20000 and 30000");
+    Err(last.unwrap_or_else(|| std::io::Error::other("no port tried")))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_stateful_upstream_gets_a_new_session_without_a_failed_call() {
-    let mut up = stateful_below_the_ephemeral_ports().await;
+    let mut up = stateful_below_the_ephemeral_ports().await.unwrap();
     let addr = up.addr();
     let mut gw = start(&http_upstream("solo", &up, ""), POLICY).await;
     let admin = gw.admin();
