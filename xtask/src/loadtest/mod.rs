@@ -57,6 +57,14 @@ struct Options {
     /// CPUs of wrk, a taskset list; "" = unpinned.
     #[arg(long, default_value = "0")]
     load_cpus: String,
+    /// CPUs of the upstream while a gateway scenario is measured, a taskset list (default:
+    /// the server CPUs, so the gateway and its upstream share them). With "0" the upstream
+    /// shares wrk's CPU instead and the gateway has CPU 1 to itself, as when gateway and
+    /// upstream run on different hosts: the gateway's CPU time then holds no context
+    /// switches to and from the upstream. The bare upstream is always measured on the
+    /// server CPUs.
+    #[arg(long)]
+    upstream_cpus: Option<String>,
     /// Scenarios to run, comma separated.
     #[arg(
         long,
@@ -256,6 +264,9 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     for scenario in scenarios {
         match scenario {
             Scenario::Upstream => {
+                if bench.options.upstream_cpus.is_some() {
+                    upstream.pin(&bench.options.server_cpus)?;
+                }
                 let target = Target {
                     scenario: scenario.key(),
                     title: "bare upstream (mini_mcp, no auth)".to_owned(),
@@ -274,6 +285,9 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
             | Scenario::CacheOff
             | Scenario::Uncached
             | Scenario::Inproc => {
+                if let Some(cpus) = &bench.options.upstream_cpus {
+                    upstream.pin(cpus)?;
+                }
                 let runs = bench.options.runs as usize;
                 let chain = format!(
                     "full chain (JWT + RBAC + rate limits + audit {} + metrics), 1000 tokens",
@@ -373,11 +387,17 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
 
     let summaries = report::summarize(&bench.records);
     let text = format!(
-        "{}\n{}\ncommand: `{command_line}` (server CPUs `{}`, wrk CPUs `{}`, {} conns, {} wrk thread(s), \
-         warm-up {} s, {} x {} s)\nmachine after: {}\nper-run records: {}\n",
+        "{}\n{}\ncommand: `{command_line}` (server CPUs `{}`, upstream CPUs under the gateway `{}`, \
+         wrk CPUs `{}`, {} conns, {} wrk thread(s), warm-up {} s, {} x {} s)\nmachine after: {}\n\
+         per-run records: {}\n",
         report::table(&summaries),
         report::targets(&summaries),
         bench.options.server_cpus,
+        bench
+            .options
+            .upstream_cpus
+            .as_deref()
+            .unwrap_or(&bench.options.server_cpus),
         bench.options.load_cpus,
         bench.options.conns,
         bench.options.threads,

@@ -122,6 +122,30 @@ impl Server {
         self.pid
     }
 
+    /// Moves every thread of the server to `cpus` (a taskset list; "" = every online CPU).
+    pub(crate) fn pin(&self, cpus: &str) -> Result<()> {
+        let all;
+        let cpus = if cpus.is_empty() {
+            let n = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+            all = format!("0-{}", n.saturating_sub(1));
+            all.as_str()
+        } else {
+            cpus
+        };
+        let status = Command::new("taskset")
+            .args(["-a", "-p", "-c", cpus, &self.pid.to_string()])
+            .stdout(Stdio::null())
+            .status()
+            .context("cannot run taskset")?;
+        if !status.success() {
+            bail!(
+                "taskset could not move {} to CPUs {cpus}: {status}",
+                self.name
+            );
+        }
+        Ok(())
+    }
+
     /// Fails (with the end of the server's log) when the process has exited.
     pub(crate) fn check_alive(&mut self) -> Result<()> {
         let Some(child) = self.child.as_mut() else {
