@@ -83,6 +83,12 @@
 //! whatever the transport. Larger batches ([`AuditLoggerBuilder::batch_size`]) and a larger
 //! pool both help a PostgreSQL sink under sustained load.
 //!
+//! On a faster VM (2026-11-22, 00:50 UTC), the shipped bench (pool of 4, three batches of
+//! 1 000 in flight): `audit/record` 71 ns, SQLite 64.2k events/s, PostgreSQL over TCP 59.2k
+//! (35 ms per batch), and the same PostgreSQL over its Unix socket
+//! (`postgres://postgres@localhost/test?host=/var/run/postgresql`) **143k** (16 ms per
+//! batch). The transport's 2.4x is the delayed acknowledgement described above.
+//!
 //! ## Feature flags
 //!
 //! | feature | default | what |
