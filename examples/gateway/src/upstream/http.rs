@@ -15,18 +15,16 @@
 //! new handshake and the request is sent once more.
 
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderName, HeaderValue, Method, StatusCode};
-use http_body::{Body, Frame, SizeHint};
-use http_body_util::BodyExt as _;
+use http_body::Body as _;
+use http_body_util::{BodyExt as _, Either};
 use rmcp::ErrorData;
 use rmcp::model::{
     ClientCapabilities, ClientJsonRpcMessage, ClientNotification, ClientRequest, Implementation,
@@ -86,42 +84,8 @@ struct Posted {
     session_id: Option<HeaderValue>,
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// The body of an upstream's answer, from either client.
-enum AnswerBody {
-    Pooled(h1::PooledBody),
-    Reqwest(reqwest::Body),
-}
-
-impl Body for AnswerBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.get_mut() {
-            Self::Pooled(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
-            Self::Reqwest(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            Self::Pooled(body) => body.is_end_stream(),
-            Self::Reqwest(body) => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            Self::Pooled(body) => body.size_hint(),
-            Self::Reqwest(body) => body.size_hint(),
-        }
-    }
-}
+/// The body of an upstream's answer: the pooled client's, or reqwest's.
+type AnswerBody = Either<h1::PooledBody, reqwest::Body>;
 
 /// A shared client of one HTTP upstream.
 pub(crate) struct HttpClient {
@@ -389,7 +353,7 @@ impl HttpClient {
     ) -> Result<http::Response<AnswerBody>, UpstreamError> {
         if let Some(pool) = &self.plain {
             let response = pool.send(request).await.map_err(|e| unavailable(&e))?;
-            return Ok(response.map(AnswerBody::Pooled));
+            return Ok(response.map(Either::Left));
         }
         // reqwest's builder, which turns credentials in the URL into basic authentication.
         let (parts, body) = request.into_parts();
@@ -401,7 +365,7 @@ impl HttpClient {
             .send()
             .await
             .map_err(|e| unavailable(&e))?;
-        Ok(http::Response::from(response).map(AnswerBody::Reqwest))
+        Ok(http::Response::from(response).map(Either::Right))
     }
 
     /// The live session, or a new one (made once for all waiting callers). While a
