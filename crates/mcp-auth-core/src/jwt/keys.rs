@@ -5,6 +5,13 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use aws_lc_rs::hmac;
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED, ED25519, ParsedPublicKey,
+    RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_2048_8192_SHA384, RSA_PKCS1_2048_8192_SHA512,
+    RSA_PSS_2048_8192_SHA256, RSA_PSS_2048_8192_SHA384, RSA_PSS_2048_8192_SHA512, RsaParameters,
+    RsaPublicKeyComponents, VerificationAlgorithm,
+};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{
@@ -74,17 +81,77 @@ impl KeyKind {
     }
 }
 
+/// The RSA algorithms with their aws-lc-rs parameters, in the order of [`Parsed::Rsa`].
+const RSA_ALGORITHMS: [(Algorithm, &RsaParameters); 6] = [
+    (Algorithm::RS256, &RSA_PKCS1_2048_8192_SHA256),
+    (Algorithm::RS384, &RSA_PKCS1_2048_8192_SHA384),
+    (Algorithm::RS512, &RSA_PKCS1_2048_8192_SHA512),
+    (Algorithm::PS256, &RSA_PSS_2048_8192_SHA256),
+    (Algorithm::PS384, &RSA_PSS_2048_8192_SHA384),
+    (Algorithm::PS512, &RSA_PSS_2048_8192_SHA512),
+];
+
+/// The longest signature accepted, in bytes: RSA with an 8192-bit modulus.
+const MAX_SIGNATURE_BYTES: usize = 1024;
+
+/// The key in the form aws-lc-rs verifies with, parsed once when the key is loaded.
+///
+/// `jsonwebtoken::crypto::verify` rebuilds the key for every token: it clones the key
+/// material, boxes a verifier, and for RSA builds a new `RSA` object whose Montgomery
+/// constants are computed again on first use. A parsed key keeps those across tokens.
+#[derive(Clone)]
+enum Parsed {
+    /// One parsed key per algorithm of [`RSA_ALGORITHMS`], in that order (the hash and the
+    /// padding are part of an aws-lc-rs verification algorithm).
+    Rsa(Arc<[ParsedPublicKey]>),
+    /// An EC or Ed25519 key, which verifies exactly one algorithm.
+    Single(ParsedPublicKey),
+    /// An HMAC key for the one algorithm the secret was configured with.
+    Hmac(Box<hmac::Key>),
+}
+
+impl Parsed {
+    fn rsa(components: &RsaPublicKeyComponents<&[u8]>) -> Option<Self> {
+        let keys = RSA_ALGORITHMS
+            .iter()
+            .map(|(_, params)| components.to_parsed_public_key(params).ok())
+            .collect::<Option<Vec<_>>>()?;
+        Some(Self::Rsa(keys.into()))
+    }
+
+    fn single(algorithm: &'static dyn VerificationAlgorithm, bytes: &[u8]) -> Option<Self> {
+        ParsedPublicKey::new(algorithm, bytes)
+            .ok()
+            .map(Self::Single)
+    }
+
+    /// Checks `signature` over `message`; `alg` has already been checked to fit the key.
+    fn verify(&self, message: &[u8], signature: &[u8], alg: Algorithm) -> bool {
+        match self {
+            Self::Rsa(keys) => RSA_ALGORITHMS
+                .iter()
+                .position(|(a, _)| *a == alg)
+                .and_then(|i| keys.get(i))
+                .is_some_and(|key| key.verify_sig(message, signature).is_ok()),
+            Self::Single(key) => key.verify_sig(message, signature).is_ok(),
+            Self::Hmac(key) => hmac::verify(key, message, signature).is_ok(),
+        }
+    }
+}
+
 /// One key that verifies token signatures.
 ///
 /// Built from a PEM public key, a JWK, or an explicit HMAC secret. The key remembers its type
 /// and, when pinned (a JWK `alg`, or [`VerifyingKey::with_algorithm`]), its single algorithm;
-/// a token whose `alg` does not fit is rejected before any cryptography runs.
+/// a token whose `alg` does not fit is rejected before any cryptography runs. The key is
+/// parsed for verification once, when it is loaded: a key aws-lc-rs refuses is refused here.
 #[derive(Clone)]
 pub struct VerifyingKey {
     kid: Option<Box<str>>,
     kind: KeyKind,
     algorithm: Option<Algorithm>,
     key: DecodingKey,
+    parsed: Parsed,
 }
 
 impl fmt::Debug for VerifyingKey {
@@ -123,29 +190,36 @@ impl VerifyingKey {
             let der = key
                 .try_get_as_bytes()
                 .map_err(|_| JwtConfigError::InvalidPem("RSA key"))?;
-            let (n, _e) = (jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER
+            let (n, e) = (jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER
                 .key_utils
                 .rsa_pub_components_from_public_key)(der)
             .map_err(|_| JwtConfigError::InvalidPem("RSA key"))?;
             if rsa_modulus_len(&n) < MIN_RSA_MODULUS_BYTES {
                 return Err(JwtConfigError::WeakKey);
             }
-            return Ok(Self::new(KeyKind::Rsa, key));
+            let parsed = Parsed::rsa(&RsaPublicKeyComponents { n: &n, e: &e })
+                .ok_or(JwtConfigError::InvalidPem("RSA key"))?;
+            return Ok(Self::new(KeyKind::Rsa, key, parsed));
         }
         if let Ok(key) = DecodingKey::from_ec_pem(pem) {
-            let point_len = key.try_get_as_bytes().map(<[u8]>::len).unwrap_or(0);
-            let kind = match point_len {
-                65 => KeyKind::EcP256,
-                97 => KeyKind::EcP384,
+            let point = key.try_get_as_bytes().unwrap_or_default();
+            let (kind, algorithm) = match point.len() {
+                65 => (KeyKind::EcP256, &ECDSA_P256_SHA256_FIXED),
+                97 => (KeyKind::EcP384, &ECDSA_P384_SHA384_FIXED),
                 _ => return Err(JwtConfigError::InvalidPem("EC curve not supported")),
             };
-            return Ok(Self::new(kind, key));
+            let parsed =
+                Parsed::single(algorithm, point).ok_or(JwtConfigError::InvalidPem("EC key"))?;
+            return Ok(Self::new(kind, key, parsed));
         }
         if let Ok(key) = DecodingKey::from_ed_pem(pem) {
-            if key.try_get_as_bytes().map(<[u8]>::len).unwrap_or(0) != 32 {
+            let point = key.try_get_as_bytes().unwrap_or_default();
+            if point.len() != 32 {
                 return Err(JwtConfigError::InvalidPem("Ed25519 key"));
             }
-            return Ok(Self::new(KeyKind::Ed25519, key));
+            let parsed =
+                Parsed::single(&ED25519, point).ok_or(JwtConfigError::InvalidPem("Ed25519 key"))?;
+            return Ok(Self::new(KeyKind::Ed25519, key, parsed));
         }
         Err(JwtConfigError::InvalidPem("unsupported key type"))
     }
@@ -170,7 +244,7 @@ impl VerifyingKey {
                     .map_err(|_| JwtConfigError::AlgorithmMismatch)?,
             ),
         };
-        let (kind, key) = match &jwk.algorithm {
+        let (kind, key, parsed) = match &jwk.algorithm {
             AlgorithmParameters::RSA(params) => {
                 let n = URL_SAFE_NO_PAD
                     .decode(&params.n)
@@ -184,12 +258,18 @@ impl VerifyingKey {
                 if e.is_empty() {
                     return Err(JwtConfigError::InvalidJwk("RSA exponent is empty"));
                 }
-                (KeyKind::Rsa, DecodingKey::from_rsa_raw_components(&n, &e))
+                let parsed = Parsed::rsa(&RsaPublicKeyComponents { n: &n, e: &e })
+                    .ok_or(JwtConfigError::InvalidJwk("RSA key rejected"))?;
+                (
+                    KeyKind::Rsa,
+                    DecodingKey::from_rsa_raw_components(&n, &e),
+                    parsed,
+                )
             }
             AlgorithmParameters::EllipticCurve(params) => {
-                let (kind, len) = match params.curve {
-                    EllipticCurve::P256 => (KeyKind::EcP256, 32),
-                    EllipticCurve::P384 => (KeyKind::EcP384, 48),
+                let (kind, len, algorithm) = match params.curve {
+                    EllipticCurve::P256 => (KeyKind::EcP256, 32, &ECDSA_P256_SHA256_FIXED),
+                    EllipticCurve::P384 => (KeyKind::EcP384, 48, &ECDSA_P384_SHA384_FIXED),
                     _ => return Err(JwtConfigError::InvalidJwk("EC curve not supported")),
                 };
                 let x = URL_SAFE_NO_PAD
@@ -207,7 +287,9 @@ impl VerifyingKey {
                 point.push(0x04);
                 point.extend_from_slice(&x);
                 point.extend_from_slice(&y);
-                (kind, DecodingKey::from_ec_der(&point))
+                let parsed = Parsed::single(algorithm, &point)
+                    .ok_or(JwtConfigError::InvalidJwk("EC point not on the curve"))?;
+                (kind, DecodingKey::from_ec_der(&point), parsed)
             }
             AlgorithmParameters::OctetKeyPair(params) => {
                 if params.curve != EllipticCurve::Ed25519 {
@@ -221,7 +303,9 @@ impl VerifyingKey {
                         "Ed25519 key of the wrong length",
                     ));
                 }
-                (KeyKind::Ed25519, DecodingKey::from_ed_der(&x))
+                let parsed = Parsed::single(&ED25519, &x)
+                    .ok_or(JwtConfigError::InvalidJwk("Ed25519 key rejected"))?;
+                (KeyKind::Ed25519, DecodingKey::from_ed_der(&x), parsed)
             }
             AlgorithmParameters::OctetKey(_) => {
                 return Err(JwtConfigError::InvalidJwk(
@@ -230,7 +314,7 @@ impl VerifyingKey {
             }
             _ => return Err(JwtConfigError::InvalidJwk("unsupported key type")),
         };
-        let mut key = Self::new(kind, key);
+        let mut key = Self::new(kind, key, parsed);
         if let Some(alg) = declared {
             key = key.with_algorithm(alg)?;
         }
@@ -252,25 +336,27 @@ impl VerifyingKey {
     /// HMAC is only ever used with a secret configured here: a public key is never turned
     /// into an HMAC secret. The secret must be at least as long as the hash output.
     pub fn hmac(secret: &Secret, algorithm: Algorithm) -> Result<Self, JwtConfigError> {
-        let min = match algorithm {
-            Algorithm::HS256 => 32,
-            Algorithm::HS384 => 48,
-            Algorithm::HS512 => 64,
+        let (min, hash) = match algorithm {
+            Algorithm::HS256 => (32, hmac::HMAC_SHA256),
+            Algorithm::HS384 => (48, hmac::HMAC_SHA384),
+            Algorithm::HS512 => (64, hmac::HMAC_SHA512),
             _ => return Err(JwtConfigError::AlgorithmMismatch),
         };
         if secret.len() < min {
             return Err(JwtConfigError::WeakSecret(min));
         }
-        let key = DecodingKey::from_secret(secret.expose().as_bytes());
-        Self::new(KeyKind::Hmac, key).with_algorithm(algorithm)
+        let bytes = secret.expose().as_bytes();
+        let parsed = Parsed::Hmac(Box::new(hmac::Key::new(hash, bytes)));
+        Self::new(KeyKind::Hmac, DecodingKey::from_secret(bytes), parsed).with_algorithm(algorithm)
     }
 
-    fn new(kind: KeyKind, key: DecodingKey) -> Self {
+    fn new(kind: KeyKind, key: DecodingKey, parsed: Parsed) -> Self {
         Self {
             kid: None,
             kind,
             algorithm: None,
             key,
+            parsed,
         }
     }
 
@@ -319,10 +405,17 @@ impl VerifyingKey {
         if !self.allows(alg) {
             return Err(TokenRejection::KeyMismatch);
         }
-        match jsonwebtoken::crypto::verify(signature, message, &self.key, alg) {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(TokenRejection::BadSignature),
-            Err(_) => Err(TokenRejection::Malformed("signature is not base64url")),
+        let mut buf = [0u8; MAX_SIGNATURE_BYTES];
+        let len = URL_SAFE_NO_PAD
+            .decode_slice(signature, &mut buf)
+            .map_err(|_| {
+                TokenRejection::Malformed("signature is not base64url of at most 1024 bytes")
+            })?;
+        let signature = buf.get(..len).unwrap_or_default();
+        if self.parsed.verify(message, signature, alg) {
+            Ok(())
+        } else {
+            Err(TokenRejection::BadSignature)
         }
     }
 
@@ -594,6 +687,94 @@ pub(crate) mod tests {
         );
         let oct = serde_json::json!({"kty": "oct", "k": "c2VjcmV0", "alg": "HS256"});
         assert!(VerifyingKey::from_jwk_json(&oct.to_string()).is_err());
+    }
+
+    /// Each algorithm checks with its own parsed key: a signature verifies under the
+    /// algorithm it was made with and under no other, and a tampered or oversized signature
+    /// is refused without a panic.
+    #[test]
+    fn parsed_keys_verify_each_algorithm_and_only_it() {
+        use crate::jwt::validator::tests::{claims, sign};
+        let cases = [
+            (RSA_PUBLIC, RSA_PRIVATE, Algorithm::RS256),
+            (RSA_PUBLIC, RSA_PRIVATE, Algorithm::RS384),
+            (RSA_PUBLIC, RSA_PRIVATE, Algorithm::RS512),
+            (RSA_PUBLIC, RSA_PRIVATE, Algorithm::PS256),
+            (RSA_PUBLIC, RSA_PRIVATE, Algorithm::PS384),
+            (RSA_PUBLIC, RSA_PRIVATE, Algorithm::PS512),
+            (EC256_PUBLIC, EC256_PRIVATE, Algorithm::ES256),
+            (EC384_PUBLIC, EC384_PRIVATE, Algorithm::ES384),
+            (ED_PUBLIC, ED_PRIVATE, Algorithm::EdDSA),
+        ];
+        for (public, private, alg) in cases {
+            let key = VerifyingKey::from_pem(public).unwrap();
+            let token = sign(alg, private, None, &claims());
+            let (message, signature) = token.rsplit_once('.').unwrap();
+            assert_eq!(
+                key.verify(signature, message.as_bytes(), alg),
+                Ok(()),
+                "{alg:?}"
+            );
+            for other in [Algorithm::RS256, Algorithm::PS256, Algorithm::RS512] {
+                if other != alg && key.allows(other) {
+                    assert_eq!(
+                        key.verify(signature, message.as_bytes(), other),
+                        Err(TokenRejection::BadSignature),
+                        "{alg:?} checked as {other:?}"
+                    );
+                }
+            }
+            let tampered = format!("{}x", &message[..message.len() - 1]);
+            assert_eq!(
+                key.verify(signature, tampered.as_bytes(), alg),
+                Err(TokenRejection::BadSignature),
+                "{alg:?}"
+            );
+            let oversized = "A".repeat(2 * MAX_SIGNATURE_BYTES);
+            assert!(matches!(
+                key.verify(&oversized, message.as_bytes(), alg),
+                Err(TokenRejection::Malformed(_))
+            ));
+        }
+        let secret = Secret::new("0123456789abcdef0123456789abcdef0123456789abcdef");
+        for alg in [Algorithm::HS256, Algorithm::HS384] {
+            let key = VerifyingKey::hmac(&secret, alg).unwrap();
+            let token = sign(alg, secret.expose(), None, &claims());
+            let (message, signature) = token.rsplit_once('.').unwrap();
+            assert_eq!(key.verify(signature, message.as_bytes(), alg), Ok(()));
+            let other = Secret::new("ffffffffffffffffffffffffffffffffffffffffffffffff");
+            let wrong = VerifyingKey::hmac(&other, alg).unwrap();
+            assert_eq!(
+                wrong.verify(signature, message.as_bytes(), alg),
+                Err(TokenRejection::BadSignature)
+            );
+        }
+    }
+
+    /// Keys are parsed when loaded, so one that aws-lc-rs refuses never reaches a token, and
+    /// one it only refuses when verifying (an even RSA modulus) fails every token cleanly.
+    #[test]
+    fn unusable_keys_are_refused_at_load_or_fail_tokens_cleanly() {
+        use crate::jwt::validator::tests::{claims, sign};
+        let n = URL_SAFE_NO_PAD.encode([[0xff; 255].as_slice(), &[0xfe]].concat());
+        let even = serde_json::json!({"kty": "RSA", "n": n, "e": "AQAB"});
+        let token = sign(Algorithm::RS256, RSA_PRIVATE, None, &claims());
+        let (message, signature) = token.rsplit_once('.').unwrap();
+        if let Ok(key) = VerifyingKey::from_jwk_json(&even.to_string()) {
+            assert_eq!(
+                key.verify(signature, message.as_bytes(), Algorithm::RS256),
+                Err(TokenRejection::BadSignature)
+            );
+        }
+        // A P-256 point that is not on the curve.
+        let coordinate = URL_SAFE_NO_PAD.encode([1u8; 32]);
+        let off_curve = serde_json::json!({
+            "kty": "EC", "crv": "P-256", "x": coordinate, "y": coordinate
+        });
+        assert!(matches!(
+            VerifyingKey::from_jwk_json(&off_curve.to_string()),
+            Err(JwtConfigError::InvalidJwk(_))
+        ));
     }
 
     #[test]
