@@ -20,8 +20,8 @@
 
 use std::net::IpAddr;
 
+use aws_lc_rs::digest::{Context, SHA256};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::event::{AuditEvent, ChainLink, Decision, TargetKind};
@@ -171,7 +171,7 @@ fn push_ip(out: &mut String, ip: IpAddr) {
 }
 
 /// The lower-case hex form of a SHA-256 digest.
-fn hex_digest(digest: &[u8; 32]) -> String {
+fn hex_digest(digest: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut text = [0u8; 64];
     for (pair, &b) in text.chunks_exact_mut(2).zip(digest) {
@@ -369,10 +369,10 @@ pub fn event_hash(event: &AuditEvent) -> String {
 fn event_hash_with(event: &AuditEvent, scratch: &mut String) -> String {
     scratch.clear();
     write_event_canonical(event, scratch, false);
-    let mut hasher = Sha256::new();
+    let mut hasher = Context::new(&SHA256);
     hasher.update(DOMAIN);
     hasher.update(scratch.as_bytes());
-    hex_digest(&hasher.finalize().into())
+    hex_digest(hasher.finish().as_ref())
 }
 
 /// What kind of tampering was found.

@@ -2,8 +2,7 @@
 
 use std::fmt;
 
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
+use aws_lc_rs::hmac::{self, HMAC_SHA256};
 use subtle::ConstantTimeEq;
 
 use super::ApiKeyError;
@@ -21,8 +20,10 @@ pub const HASH_LEN: usize = 32;
 /// cost milliseconds per request for nothing).
 #[derive(Clone)]
 pub struct ApiKeyHasher {
-    /// HMAC with the pepper already absorbed: cloning it skips re-deriving the pads.
-    mac: Hmac<Sha256>,
+    /// The pepper as an HMAC key, its pads already hashed: a hash starts from them. aws-lc-rs
+    /// rather than the `hmac` and `sha2` crates: its SHA-256 is assembly (SHA-NI, AVX2 or
+    /// AVX), where `sha2` runs portable code on CPUs without SHA-NI.
+    key: Box<hmac::Key>,
 }
 
 impl fmt::Debug for ApiKeyHasher {
@@ -43,18 +44,19 @@ impl ApiKeyHasher {
                 "API-key pepper must be at least 32 bytes",
             ));
         }
-        let mac = <Hmac<Sha256> as KeyInit>::new_from_slice(pepper.expose().as_bytes())
-            .map_err(|_| ApiKeyError::InvalidConfig("API-key pepper is not a valid HMAC key"))?;
-        Ok(Self { mac })
+        let key = hmac::Key::new(HMAC_SHA256, pepper.expose().as_bytes());
+        Ok(Self { key: Box::new(key) })
     }
 
     /// The stored hash of the key with `key_id` and `secret`.
     pub fn hash(&self, key_id: &str, secret: &str) -> [u8; HASH_LEN] {
-        let mut mac = self.mac.clone();
+        let mut mac = hmac::Context::with_key(&self.key);
         mac.update(key_id.as_bytes());
         mac.update(b"_");
         mac.update(secret.as_bytes());
-        mac.finalize().into_bytes().into()
+        let mut hash = [0; HASH_LEN];
+        hash.copy_from_slice(mac.sign().as_ref());
+        hash
     }
 
     /// Whether `key_id` and `secret` hash to `stored`, compared in constant time.
@@ -92,14 +94,27 @@ mod tests {
         assert_ne!(h, a.hash("0123456789abcdef_secret", ""));
     }
 
+    /// HMAC-SHA256 by its definition (RFC 2104), over a message of several blocks, with the
+    /// independent `sha2` crate.
     #[test]
     fn matches_a_plain_hmac() {
+        use sha2::{Digest, Sha256};
         let p = pepper('k');
         let hasher = ApiKeyHasher::new(&p).unwrap();
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(p.expose().as_bytes()).unwrap();
-        mac.update(b"id_sec");
-        let expected: [u8; 32] = mac.finalize().into_bytes().into();
-        assert_eq!(hasher.hash("id", "sec"), expected);
+        let (id, secret) = ("0123456789abcdef", "s".repeat(200));
+        let mut block = [0u8; 64];
+        block[..32].copy_from_slice(p.expose().as_bytes());
+        let pad = |byte: u8| block.iter().map(|b| b ^ byte).collect::<Vec<_>>();
+        let inner = Sha256::new()
+            .chain_update(pad(0x36))
+            .chain_update(format!("{id}_{secret}"))
+            .finalize();
+        let expected: [u8; 32] = Sha256::new()
+            .chain_update(pad(0x5c))
+            .chain_update(inner)
+            .finalize()
+            .into();
+        assert_eq!(hasher.hash(id, &secret), expected);
     }
 
     #[test]

@@ -6,7 +6,6 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use sha2::{Digest, Sha256};
 
 use super::IssueRequest;
 use crate::error::BoxError;
@@ -18,7 +17,7 @@ pub struct RefreshTokenHash([u8; 32]);
 impl RefreshTokenHash {
     /// Hashes a refresh token.
     pub fn of(token: &str) -> Self {
-        Self(Sha256::digest(token.as_bytes()).into())
+        Self(crate::token_cache::TokenCache::hash(token))
     }
 
     /// The raw digest, for stores that persist it.
