@@ -760,11 +760,12 @@ pub(crate) mod tests {
         let even = serde_json::json!({"kty": "RSA", "n": n, "e": "AQAB"});
         let token = sign(Algorithm::RS256, RSA_PRIVATE, None, &claims());
         let (message, signature) = token.rsplit_once('.').unwrap();
-        if let Ok(key) = VerifyingKey::from_jwk_json(&even.to_string()) {
-            assert_eq!(
+        match VerifyingKey::from_jwk_json(&even.to_string()) {
+            Ok(key) => assert_eq!(
                 key.verify(signature, message.as_bytes(), Algorithm::RS256),
                 Err(TokenRejection::BadSignature)
-            );
+            ),
+            Err(error) => assert!(matches!(error, JwtConfigError::InvalidJwk(_))),
         }
         // A P-256 point that is not on the curve.
         let coordinate = URL_SAFE_NO_PAD.encode([1u8; 32]);
