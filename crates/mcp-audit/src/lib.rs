@@ -52,42 +52,34 @@
 //! ## Throughput
 //!
 //! `cargo bench -p mcp-audit --all-features --bench audit` measures events per second through
-//! the whole pipeline: queue, redaction, hash chain, batching (1 000 events) and the database.
-//! On a quiet 2-vCPU VM with PostgreSQL 15 on the same machine (2026-11-21):
+//! the whole pipeline: queue, redaction, hash chain, batching (batch size 1 000, the default
+//! limit of 8 000) and the database, with PostgreSQL 15 on the same 2-vCPU VM
+//! (2026-11-22, AMD EPYC):
 //!
-//! | bench | events/s |
+//! | bench | result |
 //! | --- | ---: |
-//! | `audit/record` (enqueue) | 143 ns per event |
-//! | `audit/sqlite_throughput` | 62.7k |
-//! | `audit/postgres_throughput`, `MCP_TEST_POSTGRES_URL` over TCP on 127.0.0.1 | 61.6k |
-//! | `audit/postgres_throughput`, the same server over its Unix socket | 107k |
+//! | `audit/record` (enqueue) | 92 ns per event |
+//! | `audit/sqlite_throughput` | 87k events/s |
+//! | `audit/postgres_throughput`, `MCP_TEST_POSTGRES_URL` over TCP on 127.0.0.1, pool of 4 | 106k to 115k events/s |
+//! | `audit/postgres_throughput`, the same server over its Unix socket | 136k to 148k events/s |
 //!
-//! PostgreSQL alone takes these rows much faster than the TCP run gives them: one `psql
-//! \copy` of 200 000 rows in binary form into this crate's table (all four indexes) ran at
-//! 114k to 140k rows/s, also with 2.4 million rows already stored. Over TCP the bench's CPU
-//! is two thirds idle and each 1 000-event `COPY` takes 23 to 36 ms instead of 15 ms: sqlx
-//! 0.9.0 no longer sets `TCP_NODELAY` on its sockets (sqlx issue 4335; the fix, pull request
-//! 4336, is merged but not released), so the small `CopyDone` message after the data waits
-//! for the server's delayed acknowledgement (Nagle's algorithm). The same happens to any
-//! statement sent in more than one write. Until a sqlx release sets it again, connect to a
-//! PostgreSQL on the same machine through its Unix socket (`host=/var/run/postgresql` in the
-//! URL), which has no such delay.
+//! A write to a database mostly waits: for a round trip, for the commit's WAL flush and, over
+//! TCP, for a delayed acknowledgement. sqlx 0.9.0 does not set `TCP_NODELAY` on its sockets
+//! (sqlx issue 4335; the fix, pull request 4336, is merged but not released), so the small
+//! `CopyDone` message after a `COPY`'s data can wait for the server's delayed
+//! acknowledgement (Nagle's algorithm). Three things hide those waits:
 //!
-//! Because each write mostly waits (for the delayed acknowledgement, then for the commit's
-//! WAL flush), the store keeps as many batches in flight as its pool has connections but one
-//! (2 to 8; [`AuditSink::max_in_flight`]), and the bench uses a pool of 4. On the slower VM
-//! of a later session (2026-11-21, 21:40 UTC), over TCP with batches of 1 000: two batches in
-//! flight 42.8k events/s (the Unix socket: 74.8k), three 50.8k, four 63.7k, eight 76.0k; two
-//! in flight with batches of 5 000: 85.6k; four with 2 500: 90.8k. Both cores were busy
-//! there (the bench's own pipeline and PostgreSQL), so 100k was out of reach on that machine
-//! whatever the transport. Larger batches ([`AuditLoggerBuilder::batch_size`]) and a larger
-//! pool both help a PostgreSQL sink under sustained load.
+//! * the PostgreSQL store keeps as many batches in flight as its pool has connections but
+//!   one (2 to 8; [`AuditSink::max_in_flight`]);
+//! * while every write a sink allows is in flight, the next batch keeps growing up to
+//!   [`AuditLoggerBuilder::batch_limit`] instead of waiting at its batch size, so a slow
+//!   sink gets fewer, larger writes. Measured against batches held at their size, in
+//!   interleaved runs: PostgreSQL over TCP 47k → 60k and 47k → 70k events/s, SQLite 46k →
+//!   74k and 54k → 79k, PostgreSQL over the Unix socket 123k → 136k and 135k → 148k;
+//! * a grown batch goes to PostgreSQL as one binary `COPY` (up to 20 000 rows).
 //!
-//! On a faster VM (2026-11-22, 00:50 UTC), the shipped bench (pool of 4, three batches of
-//! 1 000 in flight): `audit/record` 71 ns, SQLite 64.2k events/s, PostgreSQL over TCP 59.2k
-//! (35 ms per batch), and the same PostgreSQL over its Unix socket
-//! (`postgres://postgres@localhost/test?host=/var/run/postgresql`) **143k** (16 ms per
-//! batch). The transport's 2.4x is the delayed acknowledgement described above.
+//! For a PostgreSQL on the same machine, its Unix socket (`host=/var/run/postgresql` in the
+//! URL) has no acknowledgement delay at all.
 //!
 //! ## Feature flags
 //!

@@ -159,7 +159,7 @@ impl std::fmt::Debug for Msg {
 ///   queue is full the [`OverflowPolicy`] decides. [`record`](Self::record) is the same but
 ///   can wait under [`OverflowPolicy::Block`].
 /// * A background task takes events from the queue, redacts them ([`Redactor`]), links them
-///   into the hash chain and hands them to every sink in batches of up to
+///   into the hash chain and hands them to every sink in batches of
 ///   [`batch_size`](AuditLoggerBuilder::batch_size) events or after
 ///   [`max_batch_delay`](AuditLoggerBuilder::max_batch_delay), whichever comes first.
 ///   Recording does the least it can: the event is moved onto the queue, and the writer is
@@ -169,6 +169,10 @@ impl std::fmt::Debug for Msg {
 ///   ([`AuditSink::max_in_flight`]; the PostgreSQL store takes as many as its pool has
 ///   connections but one, between 2 and 8, so that commits and round trips overlap the next
 ///   batches' copies).
+///   While every write a sink allows is still in flight, the batch in hand keeps growing
+///   (up to [`batch_limit`](AuditLoggerBuilder::batch_limit)) instead of waiting at
+///   `batch_size`: under a backlog, a slow sink gets fewer, larger writes, and the fixed cost
+///   of each (a round trip, a commit) is spread over more events.
 /// * When a sink fails, the batch goes to that sink's spool file (append-only, fsynced) and
 ///   every later batch follows it there, so order is kept; the spool is replayed with
 ///   exponential back-off until the sink accepts it.
@@ -188,6 +192,7 @@ pub struct AuditLoggerBuilder {
     sinks: Vec<Arc<dyn AuditSink>>,
     queue_capacity: usize,
     batch_size: usize,
+    batch_limit: Option<usize>,
     max_batch_delay: Duration,
     overflow: OverflowPolicy,
     redactor: Redactor,
@@ -207,6 +212,7 @@ impl AuditLogger {
             sinks: Vec::new(),
             queue_capacity: 65_536,
             batch_size: 500,
+            batch_limit: None,
             max_batch_delay: Duration::from_millis(50),
             overflow: OverflowPolicy::Spill,
             redactor: Redactor::new(),
@@ -379,9 +385,19 @@ impl AuditLoggerBuilder {
         self
     }
 
-    /// Sets the largest batch (default 500 events).
+    /// Sets the batch size at which a write starts when the sink can take one (default 500
+    /// events).
     pub fn batch_size(mut self, size: usize) -> Self {
         self.batch_size = size;
+        self
+    }
+
+    /// Sets the largest batch (default eight times [`batch_size`](Self::batch_size); never
+    /// less than it). A batch grows past `batch_size` only while every write its sinks allow
+    /// at once ([`AuditSink::max_in_flight`]) is still in flight. Set it to `batch_size` for
+    /// batches that never grow, e.g. for a sink with a size limit per write.
+    pub fn batch_limit(mut self, limit: usize) -> Self {
+        self.batch_limit = Some(limit);
         self
     }
 
@@ -517,6 +533,10 @@ impl AuditLoggerBuilder {
             buf: Vec::with_capacity(self.batch_size),
             first_at: None,
             batch_size: self.batch_size,
+            batch_limit: self
+                .batch_limit
+                .unwrap_or(self.batch_size.saturating_mul(8))
+                .max(self.batch_size),
             max_delay: self.max_batch_delay,
             retry_min: self.retry_min,
             retry_max: self.retry_max,
@@ -608,6 +628,7 @@ struct Writer {
     buf: Vec<AuditEvent>,
     first_at: Option<Instant>,
     batch_size: usize,
+    batch_limit: usize,
     max_delay: Duration,
     retry_min: Duration,
     retry_max: Duration,
@@ -624,6 +645,8 @@ struct InFlight {
     batch: Arc<Vec<AuditEvent>>,
     lanes: Vec<usize>,
     task: JoinHandle<Vec<Result<(), SinkError>>>,
+    /// Set when every sink of the write has returned (the task is about to end).
+    done: Arc<AtomicBool>,
     /// How many writes may be in flight while this one is (the smallest `max_in_flight` of
     /// its sinks).
     depth: usize,
@@ -656,7 +679,7 @@ impl Writer {
                 () = sleep_until(deadline), if deadline.is_some() => timer = true,
             }
             if partial {
-                let room = self.batch_size.saturating_sub(self.buf.len()).max(1);
+                let room = self.batch_limit.saturating_sub(self.buf.len()).max(1);
                 while msgs.len() < room {
                     match rx.try_recv() {
                         Ok(msg) => msgs.push(msg),
@@ -678,8 +701,40 @@ impl Writer {
             }
             if timer {
                 self.on_timer().await;
+            } else if self.buf.len() >= self.batch_size && self.can_write_now() {
+                // A grown batch, once a write in flight has finished (its task wakes us).
+                self.write_buf().await;
             }
         }
+    }
+
+    /// Whether a batch could start now without waiting for a write in flight: the writes
+    /// [`write_buf`](Self::write_buf) would settle first have all finished.
+    fn can_write_now(&self) -> bool {
+        let allowed = self
+            .in_flight
+            .iter()
+            .map(|f| f.depth)
+            .chain(std::iter::once(self.next_depth()))
+            .min()
+            .unwrap_or(1)
+            .saturating_sub(1);
+        let excess = self.in_flight.len().saturating_sub(allowed);
+        self.in_flight
+            .iter()
+            .take(excess)
+            .all(|f| f.done.load(Ordering::Acquire))
+    }
+
+    /// How many writes may be in flight alongside the next batch: the smallest
+    /// [`AuditSink::max_in_flight`] of the sinks it goes to directly.
+    fn next_depth(&self) -> usize {
+        self.lanes
+            .iter()
+            .filter(|l| l.pending == 0)
+            .map(|l| l.sink.max_in_flight().max(1))
+            .min()
+            .unwrap_or(1)
     }
 
     /// Handles the messages taken from the queue; returns `true` when the writer has shut
@@ -746,7 +801,9 @@ impl Writer {
             self.first_at = Some(Instant::now());
         }
         self.buf.push(event);
-        if self.buf.len() >= self.batch_size {
+        if self.buf.len() >= self.batch_limit
+            || (self.buf.len() >= self.batch_size && self.can_write_now())
+        {
             self.write_buf().await;
         }
     }
@@ -798,9 +855,9 @@ impl Writer {
     }
 
     /// Links the buffered events into the chain and starts writing them. The write runs in
-    /// its own task while the writer goes on taking and linking the next batch; at most one
-    /// write is in flight, and it is settled before the next batch goes to any sink or spool,
-    /// so every sink still sees batches in order.
+    /// its own task while the writer goes on taking and linking the next batch; at most the
+    /// sinks' [`AuditSink::max_in_flight`] writes are in flight, and the oldest are settled
+    /// before the next batch goes to any sink or spool beyond that.
     async fn write_buf(&mut self) {
         self.first_at = None;
         if self.buf.is_empty() {
@@ -824,13 +881,7 @@ impl Writer {
         // event into a new allocation).
         let batch = Arc::new(batch);
         // Sinks that allow it have more than one batch in flight; the others wait for theirs.
-        let depth = self
-            .lanes
-            .iter()
-            .filter(|l| l.pending == 0)
-            .map(|l| l.sink.max_in_flight().max(1))
-            .min()
-            .unwrap_or(1);
+        let depth = self.next_depth();
         self.settle_to(depth.saturating_sub(1)).await;
         // Sinks with a backlog get the batch behind it in their spool; the others get it
         // directly, in the background.
@@ -855,6 +906,9 @@ impl Writer {
             .collect();
         let counters = Arc::clone(&self.counters);
         let events = Arc::clone(&batch);
+        let wake = Arc::clone(&self.wake);
+        let done = Arc::new(AtomicBool::new(false));
+        let finished = Arc::clone(&done);
         let task = tokio::spawn(async move {
             let mut results = Vec::with_capacity(sinks.len());
             for sink in sinks {
@@ -863,12 +917,16 @@ impl Writer {
                 counters.time_write(started.elapsed());
                 results.push(result);
             }
+            // A batch grown while this write was in flight can go now.
+            finished.store(true, Ordering::Release);
+            wake.notify_one();
             results
         });
         self.in_flight.push_back(InFlight {
             batch,
             lanes: direct,
             task,
+            done,
             depth,
         });
     }

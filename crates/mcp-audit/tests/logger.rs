@@ -79,6 +79,7 @@ async fn batches_respect_the_size_limit_and_the_time_limit() {
     let logger = AuditLogger::builder(dir.path("spool"))
         .shared_sink(sink.clone())
         .batch_size(10)
+        .batch_limit(10)
         .max_batch_delay(Duration::from_millis(20))
         .build()
         .unwrap();
@@ -183,6 +184,7 @@ async fn block_policy_waits_then_times_out() {
         .shared_sink(sink.clone())
         .queue_capacity(2)
         .batch_size(1)
+        .batch_limit(1)
         .overflow(OverflowPolicy::Block(Duration::from_millis(20)))
         .build()
         .unwrap();
@@ -312,6 +314,7 @@ async fn next_batch_is_linked_while_one_is_written_and_a_failed_write_keeps_the_
     let logger = AuditLogger::builder(dir.path("spool"))
         .shared_sink(sink.clone())
         .batch_size(10)
+        .batch_limit(10)
         .max_batch_delay(Duration::from_secs(3600))
         .retry_backoff(Duration::from_secs(3600), Duration::from_secs(3600))
         .build()
@@ -344,12 +347,74 @@ async fn next_batch_is_linked_while_one_is_written_and_a_failed_write_keeps_the_
 }
 
 #[tokio::test]
+async fn a_batch_grows_to_its_limit_while_the_write_in_flight_is_slow() {
+    let dir = TempDir::new("grow");
+    let sink = Arc::new(MemorySink::gated("db"));
+    let logger = AuditLogger::builder(dir.path("spool"))
+        .shared_sink(sink.clone())
+        .batch_size(10)
+        .max_batch_delay(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let recorded: Vec<_> = (0..100).map(event).collect();
+    for e in &recorded {
+        logger.try_record(e.clone()).unwrap();
+    }
+    // The first batch (10) hangs in the sink; the next one grows to the default limit
+    // (8 x 10) instead of stopping at 10, and waits there for the write in flight.
+    wait_for(&logger, "a second batch", |s| s.batches >= 2).await;
+    assert_eq!(logger.stats().max_batch_size, 80);
+    assert!(sink.events().is_empty());
+    sink.open_gate();
+    logger.flush().await.unwrap();
+    let sizes: Vec<usize> = sink.batches.lock().unwrap().iter().map(Vec::len).collect();
+    assert_eq!(sizes, [10, 80, 10]);
+    let stored = sink.events();
+    assert_exactly_once(&recorded, &stored);
+    let seqs: Vec<u64> = stored
+        .iter()
+        .map(|e| e.chain.as_ref().unwrap().seq)
+        .collect();
+    assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
+    logger.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_grown_batch_goes_as_soon_as_the_write_in_flight_ends() {
+    let dir = TempDir::new("grown");
+    let sink = Arc::new(MemorySink::gated("db"));
+    let logger = AuditLogger::builder(dir.path("spool"))
+        .shared_sink(sink.clone())
+        .batch_size(10)
+        .max_batch_delay(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    for i in 0..25 {
+        logger.try_record(event(i)).unwrap();
+    }
+    // 10 in flight, 15 in hand: past the batch size, under the limit, and no deadline soon.
+    wait_for(&logger, "the first batch", |s| s.batches >= 1).await;
+    sink.open_gate();
+    // No flush: the end of the first write alone starts the second.
+    for _ in 0..10_000 {
+        if sink.events().len() == 25 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let sizes: Vec<usize> = sink.batches.lock().unwrap().iter().map(Vec::len).collect();
+    assert_eq!(sizes, [10, 15]);
+    logger.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_sink_allowing_two_writes_in_flight_gets_two_and_loses_nothing_when_they_fail() {
     let dir = TempDir::new("in-flight");
     let sink = Arc::new(MemorySink::gated("db").allowing_in_flight(2));
     let logger = AuditLogger::builder(dir.path("spool"))
         .shared_sink(sink.clone())
         .batch_size(10)
+        .batch_limit(10)
         .max_batch_delay(Duration::from_secs(3600))
         .retry_backoff(Duration::from_secs(3600), Duration::from_secs(3600))
         .build()

@@ -37,9 +37,13 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(90 * 24 * 60 * 60);
 #[cfg(feature = "sqlite")]
 const SQLITE_ROWS_PER_INSERT: usize = 1_000;
 
-/// Rows per `COPY` (or `INSERT ... SELECT FROM UNNEST(...)`) on PostgreSQL.
+/// Rows per `COPY` (or `INSERT ... SELECT FROM UNNEST(...)`) on PostgreSQL: above the
+/// logger's default batch limit, so that a batch grown under a backlog goes in one `COPY`,
+/// one round trip and one commit (about 6 MB of `COPY` data at most). In
+/// `audit/postgres_throughput`, 20 000 against 5 000 gave 106k, 109k and 115k events/s
+/// against 90k, 86k and 98k (interleaved runs, batches grown to 8 000).
 #[cfg(feature = "postgres")]
-const PG_ROWS_PER_INSERT: usize = 5_000;
+const PG_ROWS_PER_INSERT: usize = 20_000;
 
 /// The most batches written at once to PostgreSQL ([`AuditSink::max_in_flight`]).
 #[cfg(feature = "postgres")]
