@@ -178,8 +178,10 @@ fn hex_digest(digest: &[u8]) -> String {
         pair[0] = HEX[usize::from(b >> 4)];
         pair[1] = HEX[usize::from(b & 0xf)];
     }
-    // Hex digits are ASCII: the conversion never replaces anything and copies once.
-    String::from_utf8_lossy(&text).into_owned()
+    // Hex digits are ASCII: the check passes (word by word, unlike `from_utf8_lossy`'s
+    // chunking) and the bytes are copied once.
+    String::from_utf8(text.to_vec())
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// `,"name":` for a member name that needs no escaping, built at compile time, so that

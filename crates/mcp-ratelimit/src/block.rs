@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
 use crate::ip::IpNet;
-use crate::keys::canonical_ip;
+use crate::keys::{canonical_ip, push_ip};
 use crate::store::{RateLimitStore, StoreError};
 
 /// Blocking thresholds.
@@ -59,10 +59,11 @@ pub struct IpBlocker<S> {
 }
 
 fn keys(ip: IpAddr) -> (String, String) {
-    let ip = canonical_ip(ip);
+    let mut ip_text = String::with_capacity(39);
+    push_ip(&mut ip_text, ip);
     (
-        format!("block:v:{ip}:rejects"),
-        format!("block:v:{ip}:blocked"),
+        format!("block:v:{ip_text}:rejects"),
+        format!("block:v:{ip_text}:blocked"),
     )
 }
 

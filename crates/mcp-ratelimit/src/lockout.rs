@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
-use crate::keys::{canonical_ip, push_part};
+use crate::keys::{push_ip, push_part};
 use crate::store::{RateLimitStore, StoreError};
 
 /// Lockout thresholds.
@@ -96,10 +96,10 @@ impl<S: RateLimitStore> LoginLockout<S> {
     /// The store key of the pair's `what` (`failures` or `locked`), built in one allocation:
     /// `check` runs on every authenticated request.
     fn key(ip: IpAddr, subject: &str, what: Record) -> String {
-        use std::fmt::Write as _;
         let mut key = String::with_capacity(128);
-        // Writing into a String cannot fail.
-        let _ = write!(key, "lockout:v:{}:", canonical_ip(ip));
+        key.push_str("lockout:v:");
+        push_ip(&mut key, ip);
+        key.push(':');
         push_part(&mut key, subject);
         key.push(':');
         key.push_str(what.as_str());
