@@ -17,9 +17,9 @@ use std::time::Duration;
 use common::{MemorySink, TempDir};
 use mcp_audit::chain::{VerifyOptions, verify};
 use mcp_audit::{
-    ArgumentsPolicy, AuditEvent, AuditLogger, AuditSink, BuildError, Category, FsyncPolicy,
-    JsonlSink, JsonlSinkConfig, OverflowPolicy, REDACTED, RecordError, Redactor, Timestamp,
-    TracingSink,
+    ArgumentsPolicy, AuditEvent, AuditLogger, AuditLoggerBuilder, AuditSink, BuildError, Category,
+    FsyncPolicy, JsonlSink, JsonlSinkConfig, OverflowPolicy, REDACTED, RecordError, Redactor,
+    Timestamp, TracingSink,
 };
 use serde_json::json;
 
@@ -37,6 +37,26 @@ fn assert_exactly_once(recorded: &[AuditEvent], stored: &[AuditEvent]) {
     got.sort();
     assert_eq!(got.len(), want.len(), "count");
     assert_eq!(got, want, "ids");
+}
+
+/// A logger on `sink` with batches of 10 and no batch deadline to speak of: only the batch
+/// size, the limit and the writes in flight decide when batches go.
+fn size_driven(dir: &TempDir, sink: &Arc<MemorySink>) -> AuditLoggerBuilder {
+    AuditLogger::builder(dir.path("spool"))
+        .shared_sink(sink.clone())
+        .batch_size(10)
+        .max_batch_delay(Duration::from_secs(3600))
+}
+
+/// Every recorded event stored once, in chain order from the genesis (seq 1, 2, ...).
+fn assert_stored_in_chain_order(recorded: &[AuditEvent], stored: &[AuditEvent]) {
+    assert_exactly_once(recorded, stored);
+    let seqs: Vec<u64> = stored
+        .iter()
+        .map(|e| e.chain.as_ref().unwrap().seq)
+        .collect();
+    let expected: Vec<u64> = (1..=recorded.len() as u64).collect();
+    assert_eq!(seqs, expected, "stored in chain order");
 }
 
 #[tokio::test]
@@ -248,16 +268,8 @@ async fn failed_sink_is_spooled_and_replayed_in_order_across_a_restart() {
     assert_eq!(logger.stats().replayed, 120);
     let stored = back.events();
     let all: Vec<_> = recorded.iter().chain(&more).cloned().collect();
-    assert_exactly_once(&all, &stored);
-    let seqs: Vec<u64> = stored
-        .iter()
-        .map(|e| e.chain.as_ref().unwrap().seq)
-        .collect();
-    assert_eq!(
-        seqs,
-        (1..=120).collect::<Vec<_>>(),
-        "replayed in order, chain continued"
-    );
+    // Replayed in order, and the chain continued across the restart.
+    assert_stored_in_chain_order(&all, &stored);
     assert!(verify(stored, VerifyOptions::from_genesis("default")).is_intact());
 }
 
@@ -311,11 +323,8 @@ async fn wait_for(logger: &AuditLogger, what: &str, cond: impl Fn(&mcp_audit::Au
 async fn next_batch_is_linked_while_one_is_written_and_a_failed_write_keeps_the_order() {
     let dir = TempDir::new("pipeline");
     let sink = Arc::new(MemorySink::gated("db"));
-    let logger = AuditLogger::builder(dir.path("spool"))
-        .shared_sink(sink.clone())
-        .batch_size(10)
+    let logger = size_driven(&dir, &sink)
         .batch_limit(10)
-        .max_batch_delay(Duration::from_secs(3600))
         .retry_backoff(Duration::from_secs(3600), Duration::from_secs(3600))
         .build()
         .unwrap();
@@ -336,13 +345,7 @@ async fn next_batch_is_linked_while_one_is_written_and_a_failed_write_keeps_the_
     sink.set_failing(false);
     let report = logger.flush().await.unwrap();
     assert_eq!(report.spool_pending, 0);
-    let stored = sink.events();
-    assert_exactly_once(&recorded, &stored);
-    let seqs: Vec<u64> = stored
-        .iter()
-        .map(|e| e.chain.as_ref().unwrap().seq)
-        .collect();
-    assert_eq!(seqs, (1..=30).collect::<Vec<_>>());
+    assert_stored_in_chain_order(&recorded, &sink.events());
     logger.shutdown().await.unwrap();
 }
 
@@ -350,12 +353,7 @@ async fn next_batch_is_linked_while_one_is_written_and_a_failed_write_keeps_the_
 async fn a_batch_grows_to_its_limit_while_the_write_in_flight_is_slow() {
     let dir = TempDir::new("grow");
     let sink = Arc::new(MemorySink::gated("db"));
-    let logger = AuditLogger::builder(dir.path("spool"))
-        .shared_sink(sink.clone())
-        .batch_size(10)
-        .max_batch_delay(Duration::from_secs(3600))
-        .build()
-        .unwrap();
+    let logger = size_driven(&dir, &sink).build().unwrap();
     let recorded: Vec<_> = (0..100).map(event).collect();
     for e in &recorded {
         logger.try_record(e.clone()).unwrap();
@@ -369,13 +367,7 @@ async fn a_batch_grows_to_its_limit_while_the_write_in_flight_is_slow() {
     logger.flush().await.unwrap();
     let sizes: Vec<usize> = sink.batches.lock().unwrap().iter().map(Vec::len).collect();
     assert_eq!(sizes, [10, 80, 10]);
-    let stored = sink.events();
-    assert_exactly_once(&recorded, &stored);
-    let seqs: Vec<u64> = stored
-        .iter()
-        .map(|e| e.chain.as_ref().unwrap().seq)
-        .collect();
-    assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
+    assert_stored_in_chain_order(&recorded, &sink.events());
     logger.shutdown().await.unwrap();
 }
 
@@ -383,12 +375,7 @@ async fn a_batch_grows_to_its_limit_while_the_write_in_flight_is_slow() {
 async fn a_grown_batch_goes_as_soon_as_the_write_in_flight_ends() {
     let dir = TempDir::new("grown");
     let sink = Arc::new(MemorySink::gated("db"));
-    let logger = AuditLogger::builder(dir.path("spool"))
-        .shared_sink(sink.clone())
-        .batch_size(10)
-        .max_batch_delay(Duration::from_secs(3600))
-        .build()
-        .unwrap();
+    let logger = size_driven(&dir, &sink).build().unwrap();
     for i in 0..25 {
         logger.try_record(event(i)).unwrap();
     }
@@ -411,11 +398,8 @@ async fn a_grown_batch_goes_as_soon_as_the_write_in_flight_ends() {
 async fn a_sink_allowing_two_writes_in_flight_gets_two_and_loses_nothing_when_they_fail() {
     let dir = TempDir::new("in-flight");
     let sink = Arc::new(MemorySink::gated("db").allowing_in_flight(2));
-    let logger = AuditLogger::builder(dir.path("spool"))
-        .shared_sink(sink.clone())
-        .batch_size(10)
+    let logger = size_driven(&dir, &sink)
         .batch_limit(10)
-        .max_batch_delay(Duration::from_secs(3600))
         .retry_backoff(Duration::from_secs(3600), Duration::from_secs(3600))
         .build()
         .unwrap();
