@@ -645,7 +645,8 @@ struct InFlight {
     batch: Arc<Vec<AuditEvent>>,
     lanes: Vec<usize>,
     task: JoinHandle<Vec<Result<(), SinkError>>>,
-    /// Set when every sink of the write has returned (the task is about to end).
+    /// Set when every sink of the write has returned, just before the task wakes the
+    /// writer (the task itself ends a moment later; a task that panicked ends without it).
     done: Arc<AtomicBool>,
     /// How many writes may be in flight while this one is (the smallest `max_in_flight` of
     /// its sinks).
@@ -723,7 +724,7 @@ impl Writer {
         self.in_flight
             .iter()
             .take(excess)
-            .all(|f| f.done.load(Ordering::Acquire))
+            .all(|f| f.done.load(Ordering::Acquire) || f.task.is_finished())
     }
 
     /// How many writes may be in flight alongside the next batch: the smallest
