@@ -58,9 +58,9 @@
 //!
 //! | bench | result |
 //! | --- | ---: |
-//! | `audit/record` (enqueue) | 92 ns per event |
-//! | `audit/sqlite_throughput` | 87k events/s |
-//! | `audit/postgres_throughput`, `MCP_TEST_POSTGRES_URL` over TCP on 127.0.0.1, pool of 4 | 106k to 115k events/s |
+//! | `audit/record` (enqueue) | 89 to 92 ns per event |
+//! | `audit/sqlite_throughput` | 80k to 89k events/s |
+//! | `audit/postgres_throughput`, `MCP_TEST_POSTGRES_URL` over TCP on 127.0.0.1, pool of 4 | 106k to 115k events/s (108.5k in the last full run) |
 //! | `audit/postgres_throughput`, the same server over its Unix socket | 136k to 148k events/s |
 //!
 //! A write to a database mostly waits: for a round trip, for the commit's WAL flush and, over
