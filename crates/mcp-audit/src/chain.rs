@@ -173,15 +173,12 @@ fn push_ip(out: &mut String, ip: IpAddr) {
 /// The lower-case hex form of a SHA-256 digest.
 fn hex_digest(digest: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut text = [0u8; 64];
-    for (pair, &b) in text.chunks_exact_mut(2).zip(digest) {
-        pair[0] = HEX[usize::from(b >> 4)];
-        pair[1] = HEX[usize::from(b & 0xf)];
+    let mut text = String::with_capacity(2 * digest.len());
+    for &b in digest {
+        text.push(char::from(HEX[usize::from(b >> 4)]));
+        text.push(char::from(HEX[usize::from(b & 0xf)]));
     }
-    // Hex digits are ASCII: the check passes (word by word, unlike `from_utf8_lossy`'s
-    // chunking) and the bytes are copied once.
-    String::from_utf8(text.to_vec())
-        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    text
 }
 
 /// `,"name":` for a member name that needs no escaping, built at compile time, so that

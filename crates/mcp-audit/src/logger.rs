@@ -712,14 +712,7 @@ impl Writer {
     /// Whether a batch could start now without waiting for a write in flight: the writes
     /// [`write_buf`](Self::write_buf) would settle first have all finished.
     fn can_write_now(&self) -> bool {
-        let allowed = self
-            .in_flight
-            .iter()
-            .map(|f| f.depth)
-            .chain(std::iter::once(self.next_depth()))
-            .min()
-            .unwrap_or(1)
-            .saturating_sub(1);
+        let allowed = self.allowed_in_flight(self.next_depth().saturating_sub(1));
         let excess = self.in_flight.len().saturating_sub(allowed);
         self.in_flight
             .iter()
@@ -940,22 +933,20 @@ impl Writer {
     /// Waits for the oldest writes in flight until at most `left` are, or fewer if one of
     /// those left allows fewer. A failed batch is spooled for every sink that failed it.
     async fn settle_to(&mut self, left: usize) {
-        while let Some(oldest) = self.in_flight.front() {
-            let allowed = self
-                .in_flight
-                .iter()
-                .map(|f| f.depth)
-                .min()
-                .unwrap_or(oldest.depth)
-                .saturating_sub(1)
-                .min(left);
-            if self.in_flight.len() <= allowed {
-                return;
-            }
+        while self.in_flight.len() > self.allowed_in_flight(left) {
             if let Some(write) = self.in_flight.pop_front() {
                 self.settle_one(write).await;
             }
         }
+    }
+
+    /// How many writes may stay in flight: `left`, or fewer if a write in flight allows
+    /// fewer beside it.
+    fn allowed_in_flight(&self, left: usize) -> usize {
+        self.in_flight
+            .iter()
+            .map(|f| f.depth.saturating_sub(1))
+            .fold(left, usize::min)
     }
 
     async fn settle_one(&mut self, write: InFlight) {

@@ -3,8 +3,9 @@
 //!
 //! Keys are read with `jsonwebtoken` and verified with aws-lc-rs, each parsed once when it is
 //! loaded (not for every token): RS256/384/512, PS256/384/512, ES256/384 and EdDSA, and
-//! HS256/384/512 only with an explicitly configured secret. A key's type decides the algorithms it may verify, so a public key is never used
-//! as an HMAC secret (the alg-confusion attack).
+//! HS256/384/512 only with an explicitly configured secret. A key's type decides the
+//! algorithms it may verify, so a public key is never used as an HMAC secret (the
+//! alg-confusion attack).
 //!
 //! [`Authenticator`]: crate::Authenticator
 
