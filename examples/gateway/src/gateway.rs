@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::mem::take;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::pin::Pin;
@@ -824,9 +825,11 @@ impl Core {
                             result = result.with_instructions(text.clone());
                         }
                         match &self.sessions {
-                            None => {
-                                rpc_result(call.format, id, ServerResult::InitializeResult(result))
-                            }
+                            None => rpc_result(
+                                call.format,
+                                &id,
+                                &ServerResult::InitializeResult(result),
+                            ),
                             Some(sessions) => {
                                 match sessions.create(&call.principal, Instant::now()) {
                                     Ok((session_id, ended)) => {
@@ -834,8 +837,8 @@ impl Core {
                                         self.metrics.session_started(call.principal.tenant());
                                         let mut response = rpc_result(
                                             call.format,
-                                            id,
-                                            ServerResult::InitializeResult(result),
+                                            &id,
+                                            &ServerResult::InitializeResult(result),
                                         );
                                         if let Ok(value) = HeaderValue::from_str(&session_id) {
                                             response.headers_mut().insert(MCP_SESSION_ID, value);
@@ -884,7 +887,7 @@ impl Core {
                 return response;
             }
             ClientRequest::PingRequest(_) => {
-                return rpc_result(call.format, id, ServerResult::empty(()));
+                return rpc_result(call.format, &id, &ServerResult::empty(()));
             }
             _ => {}
         }
@@ -955,21 +958,23 @@ impl Core {
             ClientRequest::ListPromptsRequest(_) => Some(ListKind::Prompts),
             _ => None,
         };
-        let (response, status, code) = match self.upstreams.forward(&id, request, &principal).await
+        let (response, status, code) = match self
+            .upstreams
+            .forward(&id, Box::new(request), &principal)
+            .await
         {
-            Ok(result) => {
-                let result = match list {
-                    Some(_) if !self.allow_all => filter_list(&policy, &principal, result),
-                    _ => result,
-                };
+            Ok(mut result) => {
+                if list.is_some() && !self.allow_all {
+                    filter_list(&policy, &principal, &mut result);
+                }
                 let failed =
-                    matches!(&result, ServerResult::CallToolResult(r) if r.is_error == Some(true));
+                    matches!(&*result, ServerResult::CallToolResult(r) if r.is_error == Some(true));
                 let status = if failed {
                     OutcomeStatus::Failure
                 } else {
                     OutcomeStatus::Success
                 };
-                (rpc_result(format, id, result), status, None)
+                (rpc_result(format, &id, &result), status, None)
             }
             Err(UpstreamError::Rpc(error)) => {
                 let code = i64::from(error.code.0);
@@ -1215,27 +1220,32 @@ fn negotiate(requested: &ProtocolVersion) -> ProtocolVersion {
     }
 }
 
-fn filter_list(policy: &Policy, principal: &Principal, result: ServerResult) -> ServerResult {
+fn filter_list(policy: &Policy, principal: &Principal, result: &mut ServerResult) {
     match result {
-        ServerResult::ListToolsResult(mut r) => {
-            r.tools = policy.filter(principal, ListKind::Tools, None, r.tools, |t| {
+        ServerResult::ListToolsResult(r) => {
+            r.tools = policy.filter(principal, ListKind::Tools, None, take(&mut r.tools), |t| {
                 t.name.as_ref()
             });
-            ServerResult::ListToolsResult(r)
         }
-        ServerResult::ListResourcesResult(mut r) => {
-            r.resources = policy.filter(principal, ListKind::Resources, None, r.resources, |x| {
-                x.uri.as_str()
-            });
-            ServerResult::ListResourcesResult(r)
+        ServerResult::ListResourcesResult(r) => {
+            r.resources = policy.filter(
+                principal,
+                ListKind::Resources,
+                None,
+                take(&mut r.resources),
+                |x| x.uri.as_str(),
+            );
         }
-        ServerResult::ListPromptsResult(mut r) => {
-            r.prompts = policy.filter(principal, ListKind::Prompts, None, r.prompts, |p| {
-                p.name.as_str()
-            });
-            ServerResult::ListPromptsResult(r)
+        ServerResult::ListPromptsResult(r) => {
+            r.prompts = policy.filter(
+                principal,
+                ListKind::Prompts,
+                None,
+                take(&mut r.prompts),
+                |p| p.name.as_str(),
+            );
         }
-        other => other,
+        _ => {}
     }
 }
 
@@ -1261,12 +1271,12 @@ fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
 }
 
 /// A `200` carrying `result` in `format`.
-fn rpc_result(format: Format, id: RequestId, result: ServerResult) -> Response {
-    rpc_message(format, &ServerJsonRpcMessage::response(result, id))
+fn rpc_result(format: Format, id: &RequestId, result: &ServerResult) -> Response {
+    rpc_message(format, &crate::rpc::Reply::new(id, result))
 }
 
 /// A `200` carrying `message`: a JSON body, or one SSE `message` event.
-fn rpc_message(format: Format, message: &ServerJsonRpcMessage) -> Response {
+fn rpc_message(format: Format, message: &impl serde::Serialize) -> Response {
     let mut body = Vec::with_capacity(256);
     if format == Format::Sse {
         body.extend_from_slice(b"event: message\ndata: ");

@@ -95,6 +95,25 @@ struct Outgoing<'a, P> {
     params: &'a P,
 }
 
+/// A result as the client reads it: what rmcp's `JsonRpcResponse` writes (members in the same
+/// order), from borrowed parts, so the result is not moved into a message to be written.
+#[derive(Serialize)]
+pub(crate) struct Reply<'a> {
+    jsonrpc: JsonRpcVersion2_0,
+    id: &'a RequestId,
+    result: &'a ServerResult,
+}
+
+impl<'a> Reply<'a> {
+    pub(crate) fn new(id: &'a RequestId, result: &'a ServerResult) -> Self {
+        Self {
+            jsonrpc: JsonRpcVersion2_0,
+            id,
+            result,
+        }
+    }
+}
+
 /// `request` with JSON-RPC id `id` as the body of a POST, and what its answer will be.
 pub(crate) fn encode_request(
     id: &RequestId,
@@ -381,6 +400,33 @@ mod tests {
                         .map_err(|e| serde_json::to_value(e).unwrap())
                 });
                 assert_eq!(fast, general, "{body} ({expect:?})");
+            }
+        }
+    }
+
+    #[test]
+    fn replies_are_written_byte_for_byte_as_rmcp_writes_them() {
+        let results = [
+            json!({"content":[{"type":"text","text":"hi \"there\"\n"}],"isError":true}),
+            json!({"content":[],"structuredContent":{"b":[1,2],"a":null},"_meta":{"k":"v"}}),
+            json!({"tools":[{"name":"echo","inputSchema":{"type":"object"}}],"nextCursor":"c"}),
+            json!({}),
+        ];
+        let ids = [
+            RequestId::Number(-3),
+            RequestId::String("req \u{e9}\"1\"".into()),
+        ];
+        for result in results {
+            let result: ServerResult = serde_json::from_value(result).unwrap();
+            for id in &ids {
+                let rmcp =
+                    serde_json::to_vec(&ServerJsonRpcMessage::response(result.clone(), id.clone()))
+                        .unwrap();
+                let ours = serde_json::to_vec(&Reply::new(id, &result)).unwrap();
+                assert_eq!(
+                    String::from_utf8(ours).unwrap(),
+                    String::from_utf8(rmcp).unwrap()
+                );
             }
         }
     }

@@ -149,9 +149,9 @@ impl HttpClient {
     /// on) and waits for its result; the caller bounds the wait.
     pub(crate) async fn call(
         &self,
-        request: ClientRequest,
+        request: Box<ClientRequest>,
         assertion: Option<HeaderValue>,
-    ) -> Result<ServerResult, UpstreamError> {
+    ) -> Result<Box<ServerResult>, UpstreamError> {
         let assertion = match assertion {
             Some(value) => Some(value),
             None => self.gateway_assertion(),
@@ -159,7 +159,7 @@ impl HttpClient {
         let session = self.session().await?;
         let id = RequestId::Number(self.next_id.fetch_add(1, Ordering::Relaxed));
         // Encoded once: the same body is sent again if the session has expired.
-        let (body, expect) = rpc::encode_request(&id, request)
+        let (body, expect) = rpc::encode_request(&id, *request)
             .map_err(|e| UpstreamError::Unavailable(format!("cannot encode the request: {e}")))?;
         let body = Bytes::from(body);
         let posted = match self
@@ -192,7 +192,7 @@ impl HttpClient {
                 })?
             }
         };
-        posted.answer.map_err(UpstreamError::Rpc)
+        posted.answer.map(Box::new).map_err(UpstreamError::Rpc)
     }
 
     /// Ends the upstream session (best effort: the upstream may be gone).

@@ -60,8 +60,9 @@ impl InProcess {
     pub(crate) async fn call(
         &self,
         id: RequestId,
-        mut request: ClientRequest,
-    ) -> Result<ServerResult, ErrorData> {
+        request: Box<ClientRequest>,
+    ) -> Result<Box<ServerResult>, ErrorData> {
+        let mut request = *request;
         let mut context = RequestContext::new(id, self.running.peer().clone());
         // As rmcp's serve loop does: the request's `_meta` and extensions move to the context.
         let extensions = request.extensions_mut();
@@ -71,6 +72,7 @@ impl InProcess {
             .service()
             .handle_request(request, context)
             .await
+            .map(Box::new)
     }
 
     /// Stops the idle service.
@@ -91,22 +93,23 @@ mod tests {
         assert!(upstream.info().capabilities.tools.is_some());
         let mut args = rmcp::model::JsonObject::new();
         args.insert("text".into(), "hi".into());
-        let request = ClientRequest::CallToolRequest(Request::new(
+        let request = Box::new(ClientRequest::CallToolRequest(Request::new(
             CallToolRequestParams::new("echo").with_arguments(args),
-        ));
+        )));
         let result = upstream
             .call(RequestId::from(NumberOrString::Number(1)), request)
             .await
             .unwrap();
-        let ServerResult::CallToolResult(result) = result else {
+        let ServerResult::CallToolResult(result) = *result else {
             panic!("{result:?}")
         };
         assert_eq!(result.content[0].as_text().unwrap().text, "hi");
         // The legacy result shape: no `resultType`.
         assert!(result.result_type.is_none());
-        let stats =
-            ClientRequest::CallToolRequest(Request::new(CallToolRequestParams::new("admin.stats")));
-        let ServerResult::CallToolResult(stats) = upstream
+        let stats = Box::new(ClientRequest::CallToolRequest(Request::new(
+            CallToolRequestParams::new("admin.stats"),
+        )));
+        let ServerResult::CallToolResult(stats) = *upstream
             .call(RequestId::from(NumberOrString::Number(4)), stats)
             .await
             .unwrap()
@@ -116,8 +119,8 @@ mod tests {
         let stats: serde_json::Value =
             serde_json::from_str(&stats.content[0].as_text().unwrap().text).unwrap();
         assert_eq!(stats["tool_calls"], 2);
-        let unknown = ClientRequest::CallToolRequest(Request::new(CallToolRequestParams::new(
-            "no-such-tool",
+        let unknown = Box::new(ClientRequest::CallToolRequest(Request::new(
+            CallToolRequestParams::new("no-such-tool"),
         )));
         assert!(
             upstream
@@ -125,7 +128,7 @@ mod tests {
                 .await
                 .is_err()
         );
-        let ping = ClientRequest::PingRequest(PingRequest::default());
+        let ping = Box::new(ClientRequest::PingRequest(PingRequest::default()));
         assert!(
             upstream
                 .call(RequestId::from(NumberOrString::Number(3)), ping)

@@ -245,24 +245,25 @@ impl Upstream {
 
     /// Sends `request` (the upstream's own names) for `principal` (the gateway itself when
     /// `None`) and waits for the result, within the timeout.
+    ///
+    /// Request and result are boxed, and so is each transport's future, right where it is
+    /// made: a request's future would otherwise hold them inline, and every layer that moves
+    /// it (into a timeout, into an async block, up to the connection's task) would copy them.
     async fn call(
         &self,
         id: &RequestId,
-        request: ClientRequest,
+        request: Box<ClientRequest>,
         principal: Option<&Principal>,
-    ) -> Result<ServerResult, UpstreamError> {
+    ) -> Result<Box<ServerResult>, UpstreamError> {
         let timeout = self.config.timeout();
         match &self.transport {
-            // Each transport's future is boxed: it is most of a request's future, which every
-            // caller up to the connection would otherwise hold (and copy) in its own.
             Transport::InProcess(tools) => {
-                self.guarded(|| {
-                    Box::pin(async {
-                        match tokio::time::timeout(timeout, tools.call(id.clone(), request)).await {
-                            Ok(result) => result.map_err(UpstreamError::Rpc),
-                            Err(_) => Err(UpstreamError::Timeout),
-                        }
-                    })
+                self.guarded(|| async {
+                    let call = Box::pin(tools.call(id.clone(), request));
+                    match tokio::time::timeout(timeout, call).await {
+                        Ok(result) => result.map_err(UpstreamError::Rpc),
+                        Err(_) => Err(UpstreamError::Timeout),
+                    }
                 })
                 .await
             }
@@ -276,13 +277,12 @@ impl Upstream {
                     }
                     _ => None,
                 };
-                self.guarded(|| {
-                    Box::pin(async {
-                        match tokio::time::timeout(timeout, client.call(request, assertion)).await {
-                            Ok(result) => result,
-                            Err(_) => Err(UpstreamError::Timeout),
-                        }
-                    })
+                self.guarded(|| async {
+                    let call = Box::pin(client.call(request, assertion));
+                    match tokio::time::timeout(timeout, call).await {
+                        Ok(result) => result,
+                        Err(_) => Err(UpstreamError::Timeout),
+                    }
                 })
                 .await
             }
@@ -292,12 +292,16 @@ impl Upstream {
                         let peer = client.peer().await?;
                         let handle = peer
                             .send_request_with_option(
-                                request,
+                                *request,
                                 PeerRequestOptions::with_timeout(timeout),
                             )
                             .await
                             .map_err(map_error)?;
-                        handle.await_response().await.map_err(map_error)
+                        handle
+                            .await_response()
+                            .await
+                            .map(Box::new)
+                            .map_err(map_error)
                     })
                 })
                 .await
@@ -311,16 +315,18 @@ impl Upstream {
         id: &RequestId,
         request: &ClientRequest,
         principal: &Principal,
-    ) -> Result<ServerResult, UpstreamError> {
-        let mut all = self.call(id, request.clone(), Some(principal)).await?;
+    ) -> Result<Box<ServerResult>, UpstreamError> {
+        let mut all = self
+            .call(id, Box::new(request.clone()), Some(principal))
+            .await?;
         for _ in 1..MAX_LIST_PAGES {
             let Some(cursor) = next_cursor(&mut all) else {
                 break;
             };
-            let mut next = request.clone();
+            let mut next = Box::new(request.clone());
             set_cursor(&mut next, cursor);
             let page = self.call(id, next, Some(principal)).await?;
-            extend(&mut all, page);
+            extend(&mut all, *page);
         }
         // A list longer than MAX_LIST_PAGES pages is cut; its cursor is not passed on.
         let _ = next_cursor(&mut all);
@@ -329,7 +335,7 @@ impl Upstream {
 
     /// A ping, answered by the upstream (not by the gateway).
     async fn ping(&self) -> Result<(), UpstreamError> {
-        let ping = ClientRequest::PingRequest(Default::default());
+        let ping = Box::new(ClientRequest::PingRequest(Default::default()));
         let id = RequestId::Number(0);
         self.call(&id, ping, None).await.map(drop)
     }
@@ -686,9 +692,9 @@ impl Registry {
     pub(crate) async fn forward(
         &self,
         id: &RequestId,
-        mut request: ClientRequest,
+        mut request: Box<ClientRequest>,
         principal: &Principal,
-    ) -> Result<ServerResult, UpstreamError> {
+    ) -> Result<Box<ServerResult>, UpstreamError> {
         let snapshot = self.snapshot();
         let [first, ..] = snapshot.upstreams.as_slice() else {
             return Err(UpstreamError::Unavailable("no upstream".to_owned()));
@@ -726,7 +732,7 @@ impl Registry {
                 let mut first_error = None;
                 for result in results {
                     match result {
-                        Ok(_) => return Ok(ServerResult::empty(())),
+                        Ok(_) => return Ok(Box::new(ServerResult::empty(()))),
                         Err(error) => {
                             first_error.get_or_insert(error);
                         }
@@ -746,7 +752,7 @@ impl Registry {
         request: &ClientRequest,
         of: ListOf,
         principal: &Principal,
-    ) -> Result<ServerResult, UpstreamError> {
+    ) -> Result<Box<ServerResult>, UpstreamError> {
         if names::cursor(request).is_some() {
             return Err(UpstreamError::Rpc(ErrorData::invalid_params(
                 format!("unknown cursor: the merged {of:?} list comes in one page"),
@@ -760,7 +766,7 @@ impl Registry {
                 .map(|u| u.list_all(id, request, principal)),
         )
         .await;
-        let mut merged: Option<ServerResult> = None;
+        let mut merged: Option<Box<ServerResult>> = None;
         let mut first_error = None;
         for (upstream, part) in snapshot.upstreams.iter().zip(parts) {
             match part {
@@ -768,7 +774,7 @@ impl Registry {
                     upstream.naming.to_client(&mut part);
                     match &mut merged {
                         None => merged = Some(part),
-                        Some(all) => extend(all, part),
+                        Some(all) => extend(all, *part),
                     }
                 }
                 Err(error) => {
