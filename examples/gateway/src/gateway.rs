@@ -1220,30 +1220,36 @@ fn negotiate(requested: &ProtocolVersion) -> ProtocolVersion {
     }
 }
 
+/// Drops from a list result the entries `principal` may not see.
 fn filter_list(policy: &Policy, principal: &Principal, result: &mut ServerResult) {
+    fn keep<T>(
+        policy: &Policy,
+        principal: &Principal,
+        kind: ListKind,
+        items: &mut Vec<T>,
+        name: impl Fn(&T) -> &str,
+    ) {
+        *items = policy.filter(principal, kind, None, take(items), name);
+    }
     match result {
         ServerResult::ListToolsResult(r) => {
-            r.tools = policy.filter(principal, ListKind::Tools, None, take(&mut r.tools), |t| {
+            keep(policy, principal, ListKind::Tools, &mut r.tools, |t| {
                 t.name.as_ref()
             });
         }
         ServerResult::ListResourcesResult(r) => {
-            r.resources = policy.filter(
+            keep(
+                policy,
                 principal,
                 ListKind::Resources,
-                None,
-                take(&mut r.resources),
+                &mut r.resources,
                 |x| x.uri.as_str(),
             );
         }
         ServerResult::ListPromptsResult(r) => {
-            r.prompts = policy.filter(
-                principal,
-                ListKind::Prompts,
-                None,
-                take(&mut r.prompts),
-                |p| p.name.as_str(),
-            );
+            keep(policy, principal, ListKind::Prompts, &mut r.prompts, |p| {
+                p.name.as_str()
+            });
         }
         _ => {}
     }
