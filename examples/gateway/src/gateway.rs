@@ -952,19 +952,19 @@ impl Core {
             ..
         } = call;
         let JsonRpcRequest { id, request, .. } = *request;
-        let list = match &request {
-            ClientRequest::ListToolsRequest(_) => Some(ListKind::Tools),
-            ClientRequest::ListResourcesRequest(_) => Some(ListKind::Resources),
-            ClientRequest::ListPromptsRequest(_) => Some(ListKind::Prompts),
-            _ => None,
-        };
+        let list = matches!(
+            &request,
+            ClientRequest::ListToolsRequest(_)
+                | ClientRequest::ListResourcesRequest(_)
+                | ClientRequest::ListPromptsRequest(_)
+        );
         let (response, status, code) = match self
             .upstreams
             .forward(&id, Box::new(request), &principal)
             .await
         {
             Ok(mut result) => {
-                if list.is_some() && !self.allow_all {
+                if list && !self.allow_all {
                     filter_list(&policy, &principal, &mut result);
                 }
                 let failed =
